@@ -1,0 +1,718 @@
+/* skillmeat vault add | list | remove | set-default | auth | push | pull | ls | info | delete */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "util/util.h"
+#include "vault/record.h"
+
+static int run_add(cli_context *ctx, int argc, char **argv);
+static int run_list(cli_context *ctx, int argc, char **argv);
+static int run_remove(cli_context *ctx, int argc, char **argv);
+static int run_set_default(cli_context *ctx, int argc, char **argv);
+static int run_auth(cli_context *ctx, int argc, char **argv);
+static int run_push(cli_context *ctx, int argc, char **argv);
+static int run_pull(cli_context *ctx, int argc, char **argv);
+static int run_ls(cli_context *ctx, int argc, char **argv);
+static int run_info(cli_context *ctx, int argc, char **argv);
+static int run_delete(cli_context *ctx, int argc, char **argv);
+
+enum { CMD_ADD, CMD_LIST, CMD_REMOVE, CMD_SET_DEFAULT, CMD_AUTH, CMD_PUSH, CMD_PULL,
+       CMD_LS, CMD_INFO, CMD_DELETE };
+
+static const cli_command commands[] = {
+	[CMD_ADD] = { "add", run_add, "configure a vault in $SKILLMEAT_HOME/sharing.toml",
+	  "vault add NAME TYPE LOCATION [--branch B] [--region R] [--prefix P]\n"
+	  "                 [--endpoint-url U] [--set-default] [--read-only]\n\n"
+	  "  TYPE local: LOCATION is a directory (created when missing)\n"
+	  "  --set-default   make it the vault used without --vault\n"
+	  "  --read-only     refuse push and delete on this vault" },
+	[CMD_LIST] = { "list", run_list, "show configured vaults and the file each comes from",
+	  "vault list [--verbose] [--json]" },
+	[CMD_REMOVE] = { "remove", run_remove, "remove a vault from the file that defines it",
+	  "vault remove NAME" },
+	[CMD_SET_DEFAULT] = { "set-default", run_set_default, "choose the vault used without --vault",
+	  "vault set-default NAME" },
+	[CMD_AUTH] = { "auth", run_auth, "store credentials for a vault",
+	  "vault auth NAME" },
+	[CMD_PUSH] = { "push", run_push, "verify and publish a bundle",
+	  "vault push FILE [--vault V] [--force] [--version X] [--no-progress]\n\n"
+	  "  --version X   version recorded in the vault (default: the bundle's own)\n"
+	  "  --force       replace an existing bundle with the same id\n"
+	  "Pushing the identical file again succeeds and changes nothing." },
+	[CMD_PULL] = { "pull", run_pull, "fetch a bundle, verify it, and write it to a directory",
+	  "vault pull ID [--vault V] [--output DIR] [--force] [--no-progress]\n\n"
+	  "  --output DIR  directory for ID.skillmeat-pack (default: current directory)\n"
+	  "  --force       replace an existing different file" },
+	[CMD_LS] = { "ls", run_ls, "list the bundles in a vault",
+	  "vault ls [--vault V] [--filter TEXT] [--tag T]... [--json]\n\n"
+	  "  --filter TEXT  name contains TEXT (case-insensitive), or a glob with * or ?\n"
+	  "  --tag T        only bundles carrying every given tag" },
+	[CMD_INFO] = { "info", run_info, "show the stored record of one bundle",
+	  "vault info ID [--vault V] [--json]" },
+	[CMD_DELETE] = { "delete", run_delete, "delete a bundle from a vault",
+	  "vault delete ID [--vault V]" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+int cli_run_vault(cli_context *ctx, int argc, char **argv)
+{
+	return cli_dispatch(ctx, "vault", commands, argc, argv);
+}
+
+/* Options of the commands that work on one vault's bundles. */
+typedef struct vault_args {
+	const char *vault;
+	const char *version;
+	const char *output;
+	const char *filter;
+	const char **tags;
+	size_t ntags;
+	int force;
+	int set_default;
+	int read_only;
+	const char *branch;
+	const char *region;
+	const char *prefix;
+	const char *endpoint_url;
+	char **positional;
+	int npositional;
+} vault_args;
+
+/*
+ * Parses the options of command `which`; `allowed` lists the long option
+ * names it takes besides the common ones.
+ */
+static int parse_args(cli_context *ctx, int which, const char *allowed, int min_pos,
+		      int max_pos, int argc, char **argv, vault_args *args, int *exit_now)
+{
+	static const struct option options[] = {
+		CLI_COMMON_OPTIONS,
+		{ "vault", required_argument, NULL, 'V' },
+		{ "version", required_argument, NULL, 'x' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "filter", required_argument, NULL, 'f' },
+		{ "tag", required_argument, NULL, 't' },
+		{ "force", no_argument, NULL, 'F' },
+		{ "set-default", no_argument, NULL, 'D' },
+		{ "read-only", no_argument, NULL, 'R' },
+		{ "branch", required_argument, NULL, 'b' },
+		{ "region", required_argument, NULL, 'r' },
+		{ "prefix", required_argument, NULL, 'p' },
+		{ "endpoint-url", required_argument, NULL, 'e' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const cli_command *cmd = &commands[which];
+	int opt, index;
+
+	memset(args, 0, sizeof(*args));
+	args->tags = calloc((size_t)argc + 1, sizeof(char *));
+	if (!args->tags)
+		return EXIT_ERROR;
+	optind = 1;
+	opterr = 0;
+	while ((index = -1, opt = getopt_long(argc, argv, "qvho:", options, &index)) != -1) {
+		char wanted[40];
+
+		if (opt == '?' || opt == ':')
+			return cli_usage_error(ctx, "invalid option '%s'", argv[optind - 1]);
+		if (cli_common_option(ctx, opt, cmd, exit_now)) {
+			if (*exit_now)
+				return EXIT_OK;
+			continue;
+		}
+		snprintf(wanted, sizeof(wanted), " %s ", index >= 0 ? options[index].name : "output");
+		if (!strstr(allowed, wanted))
+			return cli_usage_error(ctx, "option '%s' does not apply to 'vault %s'",
+					       argv[optind - 1], cmd->name);
+		switch (opt) {
+		case 'V': args->vault = optarg; break;
+		case 'x': args->version = optarg; break;
+		case 'o': args->output = optarg; break;
+		case 'f': args->filter = optarg; break;
+		case 't': args->tags[args->ntags++] = optarg; break;
+		case 'F': args->force = 1; break;
+		case 'D': args->set_default = 1; break;
+		case 'R': args->read_only = 1; break;
+		case 'b': args->branch = optarg; break;
+		case 'r': args->region = optarg; break;
+		case 'p': args->prefix = optarg; break;
+		case 'e': args->endpoint_url = optarg; break;
+		}
+	}
+	args->positional = argv + optind;
+	args->npositional = argc - optind;
+	if (args->npositional < min_pos || args->npositional > max_pos)
+		return cli_usage_error(ctx, "expected %d argument%s, got %d", min_pos,
+				       min_pos == 1 ? "" : "s", args->npositional);
+	return EXIT_OK;
+}
+
+/* Opens the vault named by --vault (or the default) for a command. */
+static int open_vault(cli_context *ctx, const char *name, sm_config **config,
+		      const sm_vault_config **picked, sm_vault **vault, sm_callbacks *callbacks)
+{
+	int rc;
+
+	*vault = NULL;
+	rc = sm_config_load(config, NULL);
+	if (rc)
+		return cli_fail(ctx, rc);
+	*picked = sm_config_pick(*config, name);
+	if (!*picked)
+		return cli_fail(ctx, sm_error_last_code() ? sm_error_last_code() : SM_ENOTFOUND);
+	rc = sm_vault_open(vault, *picked, callbacks);
+	if (rc)
+		return cli_fail(ctx, rc);
+	return EXIT_OK;
+}
+
+static void print_record_json(const sm_record *record)
+{
+	cli_print_json(sm_record_to_json(record));
+}
+
+static int run_push(cli_context *ctx, int argc, char **argv)
+{
+	vault_args args;
+	sm_config *config = NULL;
+	const sm_vault_config *picked;
+	sm_vault *vault = NULL;
+	sm_record *record = NULL;
+	sm_callbacks callbacks;
+	cli_progress progress;
+	sm_push_opts opts = { 0 };
+	int exit_now = 0, code, rc;
+
+	code = parse_args(ctx, CMD_PUSH, " vault force version ", 1, 1, argc, argv, &args, &exit_now);
+	if (code || exit_now)
+		goto done;
+	cli_callbacks_init(&callbacks, &progress, ctx, "push");
+	code = open_vault(ctx, args.vault, &config, &picked, &vault, &callbacks);
+	if (code)
+		goto done;
+	opts.force = args.force;
+	rc = sm_vault_push(vault, args.positional[0], args.version, &opts, &record);
+	cli_progress_end(&progress);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	if (ctx->json) {
+		print_record_json(record);
+	} else {
+		char size[32];
+
+		cli_format_size(record->size_bytes, size, sizeof(size));
+		cli_note(ctx, "pushed %s to vault '%s' (%s)", record->bundle_id, picked->name, size);
+	}
+done:
+	sm_record_free(record);
+	sm_vault_close(vault);
+	sm_config_free(config);
+	free(args.tags);
+	return code;
+}
+
+static int run_pull(cli_context *ctx, int argc, char **argv)
+{
+	vault_args args;
+	sm_config *config = NULL;
+	const sm_vault_config *picked;
+	sm_vault *vault = NULL;
+	sm_callbacks callbacks;
+	cli_progress progress;
+	char *path = NULL;
+	int exit_now = 0, code, rc;
+
+	code = parse_args(ctx, CMD_PULL, " vault output force ", 1, 1, argc, argv, &args, &exit_now);
+	if (code || exit_now)
+		goto done;
+	cli_callbacks_init(&callbacks, &progress, ctx, "pull");
+	code = open_vault(ctx, args.vault, &config, &picked, &vault, &callbacks);
+	if (code)
+		goto done;
+	rc = sm_vault_pull(vault, args.positional[0], args.output ? args.output : ".",
+			   args.force, &path);
+	cli_progress_end(&progress);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	if (ctx->json) {
+		json_t *result = json_object();
+
+		json_object_set_new(result, "bundle_id", json_string(args.positional[0]));
+		json_object_set_new(result, "vault", json_string(picked->name));
+		json_object_set_new(result, "path", json_string(path));
+		json_object_set_new(result, "verified", json_true());
+		cli_print_json(result);
+	} else {
+		cli_note(ctx, "pulled %s from vault '%s' to %s (verified)", args.positional[0],
+			 picked->name, path);
+	}
+done:
+	free(path);
+	sm_vault_close(vault);
+	sm_config_free(config);
+	free(args.tags);
+	return code;
+}
+
+static void print_records_table(const sm_record_list *list)
+{
+	size_t id_width = 2, name_width = 4, version_width = 7;
+
+	for (size_t i = 0; i < list->count; i++) {
+		const sm_record *r = list->items[i];
+
+		if (strlen(r->bundle_id) > id_width)
+			id_width = strlen(r->bundle_id);
+		if (strlen(r->name) > name_width)
+			name_width = strlen(r->name);
+		if (strlen(r->version) > version_width)
+			version_width = strlen(r->version);
+	}
+	printf("%-*s  %-*s  %-*s  %10s  %-19s  %s\n", (int)id_width, "ID", (int)name_width, "NAME",
+	       (int)version_width, "VERSION", "SIZE", "UPLOADED", "TAGS");
+	for (size_t i = 0; i < list->count; i++) {
+		const sm_record *r = list->items[i];
+		char size[32];
+
+		cli_format_size(r->size_bytes, size, sizeof(size));
+		printf("%-*s  %-*s  %-*s  %10s  %-19.19s  ", (int)id_width, r->bundle_id,
+		       (int)name_width, r->name, (int)version_width, r->version, size, r->uploaded_at);
+		for (size_t j = 0; j < r->ntags; j++)
+			printf("%s%s", j ? "," : "", r->tags[j]);
+		putchar('\n');
+	}
+}
+
+static int run_ls(cli_context *ctx, int argc, char **argv)
+{
+	vault_args args;
+	sm_config *config = NULL;
+	const sm_vault_config *picked;
+	sm_vault *vault = NULL;
+	sm_callbacks callbacks;
+	cli_progress progress;
+	sm_record_list list = { 0 };
+	sm_list_filter filter = { 0 };
+	int exit_now = 0, code, rc;
+
+	code = parse_args(ctx, CMD_LS, " vault filter tag ", 0, 0, argc, argv, &args, &exit_now);
+	if (code || exit_now)
+		goto done;
+	cli_callbacks_init(&callbacks, &progress, ctx, "ls");
+	code = open_vault(ctx, args.vault, &config, &picked, &vault, &callbacks);
+	if (code)
+		goto done;
+	filter.name = args.filter;
+	filter.tags = args.tags;
+	filter.ntags = args.ntags;
+	rc = sm_vault_list(vault, &filter, &list);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	if (ctx->json) {
+		json_t *items = json_array();
+
+		for (size_t i = 0; i < list.count; i++)
+			json_array_append_new(items, sm_record_to_json(list.items[i]));
+		cli_print_json(items);
+	} else if (list.count == 0) {
+		cli_note(ctx, "no bundles in vault '%s'%s", picked->name,
+			 args.filter || args.ntags ? " match the filter" : "");
+	} else {
+		print_records_table(&list);
+	}
+done:
+	sm_record_list_release(&list);
+	sm_vault_close(vault);
+	sm_config_free(config);
+	free(args.tags);
+	return code;
+}
+
+static int run_info(cli_context *ctx, int argc, char **argv)
+{
+	vault_args args;
+	sm_config *config = NULL;
+	const sm_vault_config *picked;
+	sm_vault *vault = NULL;
+	sm_record *record = NULL;
+	sm_callbacks callbacks;
+	cli_progress progress;
+	int exit_now = 0, code, rc;
+
+	code = parse_args(ctx, CMD_INFO, " vault ", 1, 1, argc, argv, &args, &exit_now);
+	if (code || exit_now)
+		goto done;
+	cli_callbacks_init(&callbacks, &progress, ctx, "info");
+	code = open_vault(ctx, args.vault, &config, &picked, &vault, &callbacks);
+	if (code)
+		goto done;
+	rc = sm_vault_info(vault, args.positional[0], &record);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	if (ctx->json) {
+		print_record_json(record);
+	} else {
+		char size[32];
+
+		cli_format_size(record->size_bytes, size, sizeof(size));
+		printf("id:           %s\n", record->bundle_id);
+		printf("name:         %s\n", record->name);
+		printf("version:      %s\n", record->version);
+		printf("description:  %s\n", record->description);
+		printf("author:       %s\n", record->author);
+		printf("created at:   %s\n", record->created_at);
+		printf("uploaded at:  %s\n", record->uploaded_at);
+		printf("size:         %s (%llu bytes)\n", size, (unsigned long long)record->size_bytes);
+		printf("bundle hash:  %s\n", record->bundle_hash);
+		printf("tags:        ");
+		for (size_t i = 0; i < record->ntags; i++)
+			printf(" %s", record->tags[i]);
+		putchar('\n');
+		for (size_t i = 0; i < record->nmetadata; i++)
+			printf("%-13s %s\n", record->metadata[i].key, record->metadata[i].value);
+	}
+done:
+	sm_record_free(record);
+	sm_vault_close(vault);
+	sm_config_free(config);
+	free(args.tags);
+	return code;
+}
+
+static int run_delete(cli_context *ctx, int argc, char **argv)
+{
+	vault_args args;
+	sm_config *config = NULL;
+	const sm_vault_config *picked;
+	sm_vault *vault = NULL;
+	sm_callbacks callbacks;
+	cli_progress progress;
+	int exit_now = 0, code, rc;
+
+	code = parse_args(ctx, CMD_DELETE, " vault ", 1, 1, argc, argv, &args, &exit_now);
+	if (code || exit_now)
+		goto done;
+	cli_callbacks_init(&callbacks, &progress, ctx, "delete");
+	code = open_vault(ctx, args.vault, &config, &picked, &vault, &callbacks);
+	if (code)
+		goto done;
+	rc = sm_vault_delete(vault, args.positional[0]);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	if (ctx->json) {
+		json_t *result = json_object();
+
+		json_object_set_new(result, "bundle_id", json_string(args.positional[0]));
+		json_object_set_new(result, "vault", json_string(picked->name));
+		json_object_set_new(result, "deleted", json_true());
+		cli_print_json(result);
+	} else {
+		cli_note(ctx, "deleted %s from vault '%s'", args.positional[0], picked->name);
+	}
+done:
+	sm_vault_close(vault);
+	sm_config_free(config);
+	free(args.tags);
+	return code;
+}
+
+/* Returns the user file path: $SKILLMEAT_HOME/sharing.toml. */
+static int user_file(sm_config **config, char **path)
+{
+	int rc = sm_config_load(config, NULL);
+
+	*path = NULL;
+	if (rc)
+		return rc;
+	*path = strdup((*config)->user_path);
+	return *path ? 0 : SM_ENOMEM;
+}
+
+/* Adds one setting; values are borrowed. */
+static void add_setting(sm_kv *settings, size_t *n, const char *key, const char *value)
+{
+	if (!value)
+		return;
+	settings[*n].key = (char *)key;
+	settings[*n].value = (char *)value;
+	(*n)++;
+}
+
+static int run_add(cli_context *ctx, int argc, char **argv)
+{
+	vault_args args;
+	sm_config *config = NULL;
+	sm_kv settings[8];
+	size_t nsettings = 0;
+	char *path = NULL, *types = NULL, resolved[PATH_MAX];
+	const char *name, *type, *location;
+	int exit_now = 0, code, rc;
+
+	code = parse_args(ctx, CMD_ADD, " branch region prefix endpoint-url set-default read-only ",
+			  3, 3, argc, argv, &args, &exit_now);
+	if (code || exit_now)
+		goto done;
+	name = args.positional[0];
+	type = args.positional[1];
+	location = args.positional[2];
+	if (!sm_vault_name_valid(name)) {
+		code = cli_usage_error(ctx, "invalid vault name '%s': use 1-64 of A-Z a-z 0-9 _ . -, "
+				       "starting with a letter or digit", name);
+		goto done;
+	}
+	if (strcmp(type, "local") == 0) {
+		if (args.branch || args.region || args.prefix || args.endpoint_url) {
+			code = cli_usage_error(ctx, "--branch, --region, --prefix and --endpoint-url do "
+					       "not apply to a local vault");
+			goto done;
+		}
+		/* store an absolute path so the vault works from any directory */
+		if (!*location || sm_mkdir_p(location, 0755) != 0 || !realpath(location, resolved)) {
+			code = *location ? cli_fail(ctx, SM_EIO)
+				: cli_usage_error(ctx, "the vault directory must not be empty");
+			goto done;
+		}
+		add_setting(settings, &nsettings, "path", resolved);
+	} else {
+		types = sm_vault_types();
+		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s", type,
+				       types ? types : "local");
+		goto done;
+	}
+	if (args.read_only)
+		add_setting(settings, &nsettings, "read_only", "true");
+
+	rc = user_file(&config, &path);
+	if (!rc)
+		rc = sm_config_add_vault(path, name, type, settings, nsettings, args.set_default);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	if (ctx->json) {
+		json_t *result = json_object();
+
+		json_object_set_new(result, "name", json_string(name));
+		json_object_set_new(result, "type", json_string(type));
+		json_object_set_new(result, "file", json_string(path));
+		json_object_set_new(result, "default", json_boolean(args.set_default));
+		cli_print_json(result);
+	} else {
+		cli_note(ctx, "added %s vault '%s' to %s%s", type, name, path,
+			 args.set_default ? " (default)" : "");
+	}
+done:
+	free(types);
+	free(path);
+	sm_config_free(config);
+	free(args.tags);
+	return code;
+}
+
+/* The location shown for a vault: its path, URL or bucket. */
+static const char *vault_location(const sm_vault_config *vault)
+{
+	static const char *const keys[] = { "path", "url", "bucket" };
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *value = sm_vault_config_get(vault, keys[i]);
+
+		if (value)
+			return value;
+	}
+	return "";
+}
+
+static int run_list(cli_context *ctx, int argc, char **argv)
+{
+	vault_args args;
+	sm_config *config = NULL;
+	int exit_now = 0, code, rc;
+
+	code = parse_args(ctx, CMD_LIST, " ", 0, 0, argc, argv, &args, &exit_now);
+	if (code || exit_now)
+		goto done;
+	rc = sm_config_load(&config, NULL);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	if (ctx->json) {
+		json_t *items = json_array();
+
+		for (size_t i = 0; i < config->nvaults; i++) {
+			const sm_vault_config *v = &config->vaults[i];
+			json_t *item = json_object(), *settings = json_object();
+
+			for (size_t j = 0; j < v->nsettings; j++)
+				json_object_set_new(settings, v->settings[j].key,
+						    json_string(v->settings[j].value));
+			json_object_set_new(item, "name", json_string(v->name));
+			json_object_set_new(item, "type", json_string(v->type));
+			json_object_set_new(item, "default", json_boolean(config->default_vault &&
+				strcmp(config->default_vault, v->name) == 0));
+			json_object_set_new(item, "read_only", json_boolean(v->read_only));
+			json_object_set_new(item, "source", json_string(v->source));
+			json_object_set_new(item, "settings", settings);
+			json_array_append_new(items, item);
+		}
+		cli_print_json(items);
+		goto done;
+	}
+	if (config->nvaults == 0) {
+		cli_note(ctx, "no vaults configured; add one with 'skillmeat vault add NAME local DIR'");
+		goto done;
+	}
+	for (size_t i = 0; i < config->nvaults; i++) {
+		const sm_vault_config *v = &config->vaults[i];
+		int is_default = config->default_vault && strcmp(config->default_vault, v->name) == 0;
+
+		printf("%s %-20s %-6s %s%s  (from %s)\n", is_default ? "*" : " ", v->name, v->type,
+		       vault_location(v), v->read_only ? " [read-only]" : "", v->source);
+		if (ctx->verbose)
+			for (size_t j = 0; j < v->nsettings; j++)
+				printf("      %s = %s\n", v->settings[j].key, v->settings[j].value);
+	}
+done:
+	sm_config_free(config);
+	free(args.tags);
+	return code;
+}
+
+static int run_remove(cli_context *ctx, int argc, char **argv)
+{
+	vault_args args;
+	sm_config *config = NULL;
+	const sm_vault_config *vault;
+	int exit_now = 0, code, rc;
+
+	code = parse_args(ctx, CMD_REMOVE, " ", 1, 1, argc, argv, &args, &exit_now);
+	if (code || exit_now)
+		goto done;
+	rc = sm_config_load(&config, NULL);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	vault = sm_config_find(config, args.positional[0]);
+	if (!vault) {
+		cli_error(ctx, "vault '%s' not found; run 'skillmeat vault list' to see configured vaults",
+			  args.positional[0]);
+		code = EXIT_NOTFOUND;
+		goto done;
+	}
+	rc = sm_config_remove_vault(vault->source, vault->name);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	if (ctx->json) {
+		json_t *result = json_object();
+
+		json_object_set_new(result, "name", json_string(args.positional[0]));
+		json_object_set_new(result, "file", json_string(vault->source));
+		json_object_set_new(result, "removed", json_true());
+		cli_print_json(result);
+	} else {
+		cli_note(ctx, "removed vault '%s' from %s (its bundles were not touched)",
+			 args.positional[0], vault->source);
+	}
+done:
+	sm_config_free(config);
+	free(args.tags);
+	return code;
+}
+
+static int run_set_default(cli_context *ctx, int argc, char **argv)
+{
+	vault_args args;
+	sm_config *config = NULL;
+	const char *file;
+	int exit_now = 0, code, rc;
+
+	code = parse_args(ctx, CMD_SET_DEFAULT, " ", 1, 1, argc, argv, &args, &exit_now);
+	if (code || exit_now)
+		goto done;
+	rc = sm_config_load(&config, NULL);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	if (!sm_config_find(config, args.positional[0])) {
+		cli_error(ctx, "vault '%s' not found; run 'skillmeat vault list' to see configured vaults",
+			  args.positional[0]);
+		code = EXIT_NOTFOUND;
+		goto done;
+	}
+	/* a project file's default wins, so change it where it takes effect */
+	file = config->project_path ? config->project_path : config->user_path;
+	rc = sm_config_set_default(file, args.positional[0]);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	if (ctx->json) {
+		json_t *result = json_object();
+
+		json_object_set_new(result, "default_vault", json_string(args.positional[0]));
+		json_object_set_new(result, "file", json_string(file));
+		cli_print_json(result);
+	} else {
+		cli_note(ctx, "default vault is now '%s' (set in %s)", args.positional[0], file);
+	}
+done:
+	sm_config_free(config);
+	free(args.tags);
+	return code;
+}
+
+static int run_auth(cli_context *ctx, int argc, char **argv)
+{
+	vault_args args;
+	sm_config *config = NULL;
+	const sm_vault_config *vault;
+	int exit_now = 0, code, rc;
+
+	code = parse_args(ctx, CMD_AUTH, " ", 1, 1, argc, argv, &args, &exit_now);
+	if (code || exit_now)
+		goto done;
+	rc = sm_config_load(&config, NULL);
+	if (rc) {
+		code = cli_fail(ctx, rc);
+		goto done;
+	}
+	vault = sm_config_find(config, args.positional[0]);
+	if (!vault) {
+		cli_error(ctx, "vault '%s' not found; run 'skillmeat vault list' to see configured vaults",
+			  args.positional[0]);
+		code = EXIT_NOTFOUND;
+		goto done;
+	}
+	if (strcmp(vault->type, "local") == 0) {
+		cli_note(ctx, "vault '%s' is a local vault; it needs no credentials", vault->name);
+		goto done;
+	}
+	cli_error(ctx, "storing credentials for %s vaults is not supported by this version",
+		  vault->type);
+	code = EXIT_ERROR;
+done:
+	sm_config_free(config);
+	free(args.tags);
+	return code;
+}
