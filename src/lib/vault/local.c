@@ -15,9 +15,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/util.h"
@@ -148,7 +151,9 @@ static int list_metadata_ids(const local_vault *lv, char ***out, size_t *count)
 		sm_str_array_free(ids, n);
 		return rc;
 	}
-	qsort(ids, n, sizeof(*ids), compare_strings);
+	/* an empty directory leaves ids NULL, which qsort() must not get */
+	if (n > 1)
+		qsort(ids, n, sizeof(*ids), compare_strings);
 	*out = ids;
 	*count = n;
 	return 0;
@@ -397,8 +402,42 @@ done:
 	return rc;
 }
 
+/* Temporary files untouched this long are left over from a killed writer. */
+#define STALE_TEMP_SECONDS 3600
+
+/*
+ * Removes temporary files (".<name>.tmp-XXXXXXXXXXXX") that a killed push
+ * left in `dir`. An active writer keeps its file's mtime fresh, so only
+ * abandoned files are old enough to match.
+ */
+static void remove_stale_temps(const local_vault *lv, const char *dir_path)
+{
+	DIR *dir = opendir(dir_path);
+	struct dirent *entry;
+	time_t now = time(NULL);
+	int removed = 0;
+
+	if (!dir)
+		return;
+	while ((entry = readdir(dir)) != NULL) {
+		struct stat st;
+
+		if (entry->d_name[0] != '.' || !strstr(entry->d_name, ".tmp-"))
+			continue;
+		if (fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(st.st_mode) || now - st.st_mtime < STALE_TEMP_SECONDS)
+			continue;
+		if (unlinkat(dirfd(dir), entry->d_name, 0) == 0)
+			removed++;
+	}
+	closedir(dir);
+	if (removed)
+		notify(lv, SM_LOG_DEBUG, "removed %d abandoned temporary file%s from '%s'",
+		       removed, removed == 1 ? "" : "s", dir_path);
+}
+
 /* Decides what to do about an id that is already stored. */
-static int check_existing(const local_vault *lv, const sm_record *record, const char *sha_hex,
+static int check_existing(const local_vault *lv, sm_record *record, const char *sha_hex,
 			  int force, int *identical, int *exists)
 {
 	sm_record *old = NULL;
@@ -430,6 +469,20 @@ static int check_existing(const local_vault *lv, const sm_record *record, const 
 			*identical = strcmp(hex, sha_hex) == 0;
 		} else {
 			*identical = strcmp(old_sha, sha_hex) == 0;
+		}
+	}
+	if (*identical && old) {
+		/* report the stored record, not the upload that did not happen */
+		char *uploaded = sm_strdup(old->uploaded_at), *path = sm_strdup(old->vault_path);
+
+		if (uploaded && path) {
+			free(record->uploaded_at);
+			free(record->vault_path);
+			record->uploaded_at = uploaded;
+			record->vault_path = path;
+		} else {
+			free(uploaded);
+			free(path);
 		}
 	}
 	sm_record_free(old);
@@ -483,6 +536,9 @@ static int local_push(sm_vault *self, const char *bundle_path, sm_record *record
 	rc = sm_lock(lv->lock_path, &lock_fd);
 	if (rc)
 		goto done;
+	remove_stale_temps(lv, lv->bundles_dir);
+	remove_stale_temps(lv, lv->metadata_dir);
+	remove_stale_temps(lv, lv->root);
 	rc = check_existing(lv, record, sha_hex, opts->force, &identical, &exists);
 	if (rc)
 		goto done;
@@ -491,6 +547,10 @@ static int local_push(sm_vault *self, const char *bundle_path, sm_record *record
 		       record->bundle_id, lv->config->name);
 		goto done;
 	}
+	/* read the index before metadata/ changes, else it looks stale and is rebuilt */
+	rc = current_index(lv, 1, &index);
+	if (rc)
+		goto done;
 	if (exists && unlink(meta) == 0) {
 		/* unlisted while its data changes, so no reader sees a mismatch */
 		sm_fsync_parent(meta);
@@ -516,9 +576,6 @@ static int local_push(sm_vault *self, const char *bundle_path, sm_record *record
 	if (rc)
 		goto done;
 
-	rc = current_index(lv, 1, &index);
-	if (rc)
-		goto done;
 	json_object_set(index, record->bundle_id, object);
 	rc = write_index(lv, index);
 done:
@@ -612,6 +669,11 @@ done:
 	return rc;
 }
 
+static int compare_records(const void *a, const void *b)
+{
+	return strcmp((*(sm_record *const *)a)->bundle_id, (*(sm_record *const *)b)->bundle_id);
+}
+
 static int local_list(sm_vault *self, const sm_list_filter *filter, sm_record_list *out)
 {
 	local_vault *lv = (local_vault *)self;
@@ -641,17 +703,7 @@ static int local_list(sm_vault *self, const sm_list_filter *filter, sm_record_li
 		}
 		out->items[out->count++] = record;
 	}
-	/* json objects keep insertion order; sort by id for stable output */
-	for (size_t i = 1; i < out->count; i++) {
-		sm_record *item = out->items[i];
-		size_t j = i;
-
-		while (j > 0 && strcmp(out->items[j - 1]->bundle_id, item->bundle_id) > 0) {
-			out->items[j] = out->items[j - 1];
-			j--;
-		}
-		out->items[j] = item;
-	}
+	qsort(out->items, out->count, sizeof(*out->items), compare_records);
 done:
 	json_decref(index);
 	if (rc)
@@ -686,6 +738,10 @@ static int local_delete(sm_vault *self, const char *bundle_id)
 	rc = sm_lock(lv->lock_path, &lock_fd);
 	if (rc)
 		goto done;
+	/* read the index before metadata/ changes, else it looks stale and is rebuilt */
+	rc = current_index(lv, 1, &index);
+	if (rc)
+		goto done;
 	/* metadata first: from then on the bundle is not listed */
 	if (unlink(meta) != 0) {
 		rc = errno == ENOENT
@@ -696,9 +752,6 @@ static int local_delete(sm_vault *self, const char *bundle_id)
 		goto done;
 	}
 	sm_fsync_parent(meta);
-	rc = current_index(lv, 1, &index);
-	if (rc)
-		goto done;
 	if (json_object_get(index, bundle_id)) {
 		json_object_del(index, bundle_id);
 		if ((rc = write_index(lv, index)) != 0)

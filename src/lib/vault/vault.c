@@ -222,20 +222,50 @@ static int require(const sm_vault *vault, unsigned int cap, const char *what)
 			    what, vault->type);
 }
 
+/* The first mismatch that sm_bundle_verify() reported. */
+typedef struct first_problem {
+	char text[512];
+	size_t count;
+} first_problem;
+
+static void keep_first_problem(const char *problem, void *payload)
+{
+	first_problem *first = payload;
+
+	if (first->count++ == 0)
+		snprintf(first->text, sizeof(first->text), "%s", problem);
+}
+
+/*
+ * Verifies a bundle like sm_bundle_verify(), and on a mismatch appends the
+ * first problem to the message, so the user learns which artifact differs.
+ */
+static int verify_naming_problem(sm_bundle *bundle)
+{
+	first_problem first = { "", 0 };
+	int rc = sm_bundle_verify(bundle, keep_first_problem, &first);
+	char message[1024];
+
+	if (rc != SM_EINTEGRITY || first.count == 0)
+		return rc;
+	snprintf(message, sizeof(message), "%s", sm_error_message());
+	return sm_error_set(rc, "%s; first problem: %s", message, first.text);
+}
+
 /* The background verification of a bundle being pushed. */
 typedef struct verify_job {
 	sm_bundle *bundle;
 	pthread_t thread;
 	int started;
 	int rc;
-	char message[1024];
+	char message[2048];
 } verify_job;
 
 static void *verify_thread(void *arg)
 {
 	verify_job *job = arg;
 
-	job->rc = sm_bundle_verify(job->bundle, NULL, NULL);
+	job->rc = verify_naming_problem(job->bundle);
 	if (job->rc)
 		snprintf(job->message, sizeof(job->message), "%s", sm_error_message());
 	return NULL;
@@ -376,7 +406,7 @@ static int verify_pulled(const char *path, const sm_record *record)
 				  record->bundle_id, sm_error_message());
 		goto done;
 	}
-	rc = sm_bundle_verify(bundle, NULL, NULL);
+	rc = verify_naming_problem(bundle);
 	if (rc) {
 		if (rc == SM_EINTEGRITY)
 			sm_error_set(rc, "bundle '%s' in the vault failed verification: %s",
