@@ -27,7 +27,10 @@ extern "C" {
 /** Largest total uncompressed size of all entries accepted, in bytes. */
 #define SM_BUNDLE_MAX_UNCOMPRESSED (8ull * 1024 * 1024 * 1024)
 
-/** Largest compression ratio (uncompressed / compressed) of one entry. */
+/**
+ * Largest compression ratio (uncompressed / compressed) of one entry.
+ * Entries of at most 64 KiB uncompressed are exempt.
+ */
 #define SM_BUNDLE_MAX_RATIO 200u
 
 /** Largest number of entries in one archive. */
@@ -131,6 +134,10 @@ typedef struct sm_bundle_create_opts {
  * Builds a bundle from skill folders: each of `dirs` becomes one artifact
  * of type "skill". The archive is written to a temporary file beside
  * `out_path` and renamed into place; an existing `out_path` is replaced.
+ * Symbolic links and special files in a folder are rejected. Entries named
+ * .git, .hg, .svn, __pycache__, node_modules, .DS_Store or .env, and files
+ * ending in .pyc, are skipped. Returns SM_ECONFLICT when a file changes
+ * while the archive is written.
  */
 int sm_bundle_create(const char *const *dirs, size_t ndirs,
 		     const sm_bundle_create_opts *opts, const char *out_path);
