@@ -91,6 +91,8 @@ typedef struct sm_push_opts {
 	 */
 	int (*before_commit)(void *payload);
 	void *payload;
+	/** Set on success: the identical bundle was already stored, nothing changed. */
+	int unchanged;
 } sm_push_opts;
 
 typedef struct sm_vault sm_vault;
@@ -107,7 +109,7 @@ typedef int (*sm_vault_open_fn)(sm_vault *self);
  * no-op that returns 0.
  */
 typedef int (*sm_vault_push_fn)(sm_vault *self, const char *bundle_path,
-				sm_record *record, const sm_push_opts *opts);
+				sm_record *record, sm_push_opts *opts);
 
 /**
  * Write the bytes of bundle `bundle_id` to `fd` (an empty file opened for
@@ -199,7 +201,7 @@ int sm_bundle_id_valid(const char *id);
  * `*out` (may be NULL) receives the stored record.
  */
 int sm_vault_push(sm_vault *vault, const char *bundle_path, const char *version,
-		  const sm_push_opts *opts, sm_record **out);
+		  sm_push_opts *opts, sm_record **out);
 
 /**
  * Fetches bundle `bundle_id` into directory `out_dir` as

@@ -204,7 +204,13 @@ static int run_push(cli_context *ctx, int argc, char **argv)
 		goto done;
 	}
 	if (ctx->json) {
-		print_record_json(record);
+		json_t *result = sm_record_to_json(record);
+
+		json_object_set_new(result, "unchanged", json_boolean(opts.unchanged));
+		cli_print_json(result);
+	} else if (opts.unchanged) {
+		cli_note(ctx, "unchanged: %s is already in vault '%s' with the same contents",
+			 record->bundle_id, picked->name);
 	} else {
 		char size[32];
 
@@ -444,6 +450,51 @@ static int user_file(sm_config **config, char **path)
 	return *path ? 0 : SM_ENOMEM;
 }
 
+/*
+ * Returns the length of the shortest prefix of `path` that names a missing
+ * file, or 0 when `path` exists: the first directory sm_mkdir_p() would
+ * create.
+ */
+static size_t missing_prefix_len(const char *path)
+{
+	char prefix[PATH_MAX];
+	struct stat st;
+	size_t len = 0;
+	char *slash;
+
+	if (snprintf(prefix, sizeof(prefix), "%s", path) >= (int)sizeof(prefix))
+		return 0;
+	while (*prefix && stat(prefix, &st) != 0 && errno == ENOENT) {
+		len = strlen(prefix);
+		slash = strrchr(prefix, '/');
+		if (!slash || slash == prefix)
+			break;
+		*slash = '\0';
+	}
+	return len;
+}
+
+/*
+ * Removes the directories of `path` down to the prefix of `missing_len`
+ * bytes, deepest first: what sm_mkdir_p() created when `missing_len` came
+ * from missing_prefix_len(). rmdir() keeps any directory that is not empty.
+ */
+static void remove_created_dirs(const char *path, size_t missing_len)
+{
+	char dir[PATH_MAX];
+	char *slash;
+
+	if (!missing_len || snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return;
+	while (strlen(dir) >= missing_len) {
+		rmdir(dir);
+		slash = strrchr(dir, '/');
+		if (!slash || slash == dir)
+			break;
+		*slash = '\0';
+	}
+}
+
 /* Adds one setting; values are borrowed. */
 static void add_setting(sm_kv *settings, size_t *n, const char *key, const char *value)
 {
@@ -462,6 +513,7 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 	size_t nsettings = 0;
 	char *path = NULL, *types = NULL, resolved[PATH_MAX];
 	const char *name, *type, *location;
+	size_t missing_len = 0;
 	int exit_now = 0, code, rc;
 
 	code = parse_args(ctx, CMD_ADD, " branch region prefix endpoint-url set-default read-only ",
@@ -482,10 +534,25 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 					       "not apply to a local vault");
 			goto done;
 		}
+		if (!*location) {
+			code = cli_usage_error(ctx, "the vault directory must not be empty");
+			goto done;
+		}
+		/* a broken sharing.toml fails here, before a directory is created */
+		rc = user_file(&config, &path);
+		if (rc) {
+			code = cli_fail(ctx, rc);
+			goto done;
+		}
 		/* store an absolute path so the vault works from any directory */
-		if (!*location || sm_mkdir_p(location, 0755) != 0 || !realpath(location, resolved)) {
-			code = *location ? cli_fail(ctx, SM_EIO)
-				: cli_usage_error(ctx, "the vault directory must not be empty");
+		missing_len = missing_prefix_len(location);
+		rc = sm_mkdir_p(location, 0755);
+		if (!rc && !realpath(location, resolved))
+			rc = sm_error_set_errno(SM_EIO, errno, "cannot resolve the vault directory '%s'",
+						location);
+		if (rc) {
+			remove_created_dirs(location, missing_len);
+			code = cli_fail(ctx, rc);
 			goto done;
 		}
 		add_setting(settings, &nsettings, "path", resolved);
@@ -498,10 +565,10 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 	if (args.read_only)
 		add_setting(settings, &nsettings, "read_only", "true");
 
-	rc = user_file(&config, &path);
-	if (!rc)
-		rc = sm_config_add_vault(path, name, type, settings, nsettings, args.set_default);
+	rc = sm_config_add_vault(path, name, type, settings, nsettings, args.set_default);
 	if (rc) {
+		/* a failed add leaves no directory behind that it created */
+		remove_created_dirs(location, missing_len);
 		code = cli_fail(ctx, rc);
 		goto done;
 	}

@@ -11,11 +11,21 @@
 
 static void vprint_error(const cli_context *ctx, const char *fmt, va_list ap)
 {
+	char text[4096];
+
+	vsnprintf(text, sizeof(text), fmt, ap);
 	if (ctx->color)
 		fputs("skillmeat: \033[31merror:\033[0m ", stderr);
 	else
 		fputs("skillmeat: error: ", stderr);
-	vfprintf(stderr, fmt, ap);
+	/* names from the command line or a file may contain newlines or terminal
+	 * escapes, so control bytes are printed as \xNN and the error stays one line */
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			fprintf(stderr, "\\x%02x", *p);
+		else
+			fputc(*p, stderr);
+	}
 	fputc('\n', stderr);
 }
 

@@ -38,7 +38,7 @@ static int fake_open(sm_vault *self)
 	return fv->open_rc;
 }
 
-static int fake_push(sm_vault *self, const char *path, sm_record *record, const sm_push_opts *opts)
+static int fake_push(sm_vault *self, const char *path, sm_record *record, sm_push_opts *opts)
 {
 	fake_vault *fv = (fake_vault *)self;
 	int rc;

@@ -494,7 +494,7 @@ static int check_existing(const local_vault *lv, sm_record *record, const char *
 }
 
 static int local_push(sm_vault *self, const char *bundle_path, sm_record *record,
-		      const sm_push_opts *opts)
+		      sm_push_opts *opts)
 {
 	local_vault *lv = (local_vault *)self;
 	char *dest = NULL, *meta = NULL, *tmp = NULL, *text = NULL;
@@ -543,8 +543,7 @@ static int local_push(sm_vault *self, const char *bundle_path, sm_record *record
 	if (rc)
 		goto done;
 	if (identical) {
-		notify(lv, SM_LOG_INFO, "bundle '%s' is already in vault '%s' with the same contents",
-		       record->bundle_id, lv->config->name);
+		opts->unchanged = 1;
 		goto done;
 	}
 	/* read the index before metadata/ changes, else it looks stale and is rebuilt */

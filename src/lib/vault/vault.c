@@ -330,7 +330,7 @@ done:
 }
 
 int sm_vault_push(sm_vault *vault, const char *bundle_path, const char *version,
-		  const sm_push_opts *opts, sm_record **out)
+		  sm_push_opts *opts, sm_record **out)
 {
 	sm_push_opts push_opts = { 0 };
 	verify_job job = { 0 };
@@ -366,7 +366,10 @@ int sm_vault_push(sm_vault *vault, const char *bundle_path, const char *version,
 	push_opts.before_commit = verify_gate;
 	push_opts.payload = &job;
 
+	push_opts.unchanged = 0;
 	rc = vault->push(vault, bundle_path, record, &push_opts);
+	if (opts)
+		opts->unchanged = push_opts.unchanged;
 	/* the connector may fail before reaching the gate: still join the thread */
 	if (job.started)
 		verify_gate(&job);
