@@ -1,0 +1,8 @@
+/* Internal limits and helpers shared by the sharing.toml loader and editor. */
+#ifndef SM_CONFIG_SHARING_H
+#define SM_CONFIG_SHARING_H
+
+/* Largest sharing.toml read or written. */
+#define SM_CONFIG_MAX_BYTES (1024 * 1024)
+
+#endif
