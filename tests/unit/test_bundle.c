@@ -653,6 +653,368 @@ static void verify_accepts_generated_bundle(void **state)
 	assert_int_equal(p.count, 0);
 }
 
+static void verify_reports_entry_shorter_than_declared(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len = strlen(demo_skill_md);
+	struct raw_entry entries[3] = {
+		{ .name = "artifacts/skill/demo/SKILL.md", .data = demo_skill_md, .len = len,
+		  .deflate = 1, .declare = 1, .declared_size = (int64_t)len + 5,
+		  .declared_compressed = (int64_t)len + 5 },
+		{ .name = "artifacts/skill/demo/notes.txt", .data = demo_notes,
+		  .len = strlen(demo_notes) },
+	};
+	json_t *manifest = demo_manifest();
+	char *text = json_dumps(manifest, 0), expected[128];
+	struct problems p = { 0 };
+
+	entries[2].name = "manifest.json";
+	entries[2].data = text;
+	entries[2].len = strlen(text);
+	write_raw_zip(fx->path, entries, 3, 0);
+	snprintf(expected, sizeof(expected), "entry 'artifacts/skill/demo/SKILL.md' yields %zu "
+		 "bytes, fewer than its declared size of %zu", len, len + 5);
+	assert_int_equal(verify_path(fx->path, &p), SM_EINTEGRITY);
+	assert_int_equal(p.count, 1);
+	assert_string_equal(p.last, expected);
+	free(text);
+	json_decref(manifest);
+}
+
+/* A deflate block header with BTYPE 11, which RFC 1951 reserves as an error. */
+static const char invalid_deflate[] = "\x07\x00\x00";
+
+static void verify_reports_damaged_deflate_entry(void **state)
+{
+	struct fixture *fx = *state;
+	struct raw_entry entries[3] = {
+		{ .name = "artifacts/skill/demo/SKILL.md", .data = invalid_deflate, .len = 3,
+		  .method = 8, .declare = 1, .declared_size = (int64_t)strlen(demo_skill_md),
+		  .declared_compressed = 3 },
+		{ .name = "artifacts/skill/demo/notes.txt", .data = demo_notes,
+		  .len = strlen(demo_notes) },
+	};
+	json_t *manifest = demo_manifest();
+	char *text = json_dumps(manifest, 0);
+	struct problems p = { 0 };
+
+	entries[2].name = "manifest.json";
+	entries[2].data = text;
+	entries[2].len = strlen(text);
+	write_raw_zip(fx->path, entries, 3, 0);
+	assert_int_equal(verify_path(fx->path, &p), SM_EINTEGRITY);
+	/* a damaged entry is reported once, without a second hash mismatch report */
+	assert_int_equal(p.count, 1);
+	assert_string_equal(p.last, "entry 'artifacts/skill/demo/SKILL.md' is damaged: invalid "
+			    "deflate data (invalid block type)");
+	free(text);
+	json_decref(manifest);
+}
+
+static void open_rejects_damaged_manifest_entry(void **state)
+{
+	struct fixture *fx = *state;
+	struct raw_entry entries[3] = {
+		{ .name = "artifacts/skill/demo/SKILL.md", .data = demo_skill_md,
+		  .len = strlen(demo_skill_md) },
+		{ .name = "artifacts/skill/demo/notes.txt", .data = demo_notes,
+		  .len = strlen(demo_notes) },
+		{ .name = "manifest.json", .data = invalid_deflate, .len = 3, .method = 8,
+		  .declare = 1, .declared_size = 100, .declared_compressed = 3 },
+	};
+
+	write_raw_zip(fx->path, entries, 3, 0);
+	assert_open_fails(fx->path, SM_EINVALID, "entry 'manifest.json' is damaged: invalid "
+			  "deflate data (invalid block type)");
+}
+
+/* Fills `len` bytes: pseudo-random bytes in the first half, numbered lines after. */
+static char *mixed_data(size_t len)
+{
+	char *data = malloc(len);
+	uint32_t x = 12345;
+	size_t i = 0;
+
+	assert_non_null(data);
+	for (; i < len / 2; i++) {
+		x = x * 1103515245u + 12345u;
+		data[i] = (char)(x >> 16);
+	}
+	for (unsigned line = 0; i < len; line++) {
+		char text[32];
+		int n = snprintf(text, sizeof(text), "line %u of the test file\n", line);
+
+		for (int k = 0; k < n && i < len; k++)
+			data[i++] = text[k];
+	}
+	return data;
+}
+
+/* ---- entry data read without libzip ---- */
+
+static int append_bytes(void *payload, const void *data, size_t len)
+{
+	return sm_buf_put(payload, data, len);
+}
+
+/* Reads entry `index` of the archive at `path` with sm_entry_read() and returns its result. */
+static int read_entry_direct(const char *path, size_t index, sm_buf *out,
+			     char problem[SM_ENTRY_PROBLEM_MAX])
+{
+	sm_entry_reader reader;
+	sm_zip_dir dir;
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(sm_zip_dir_read(fd, (uint64_t)sb.st_size, path, &dir), 0);
+	assert_true(index < dir.count);
+	assert_int_equal(sm_entry_reader_init(&reader, fd, path), 0);
+	rc = sm_entry_read(&reader, &dir.entries[index], append_bytes, out, problem);
+	sm_entry_reader_release(&reader);
+	sm_zip_dir_release(&dir);
+	close(fd);
+	return rc;
+}
+
+/* Writes a one-entry archive holding `entry`, whose local header starts at offset 0. */
+static void write_one_entry(const struct fixture *fx, struct raw_entry entry)
+{
+	write_raw_zip(fx->path, &entry, 1, 0);
+}
+
+static void patch_file(const char *path, off_t offset, const void *bytes, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, bytes, len, offset), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+}
+
+/* Reads the one entry of fx->path expecting it damaged with `expected` as the reason. */
+static void assert_entry_damaged(const struct fixture *fx, const char *expected)
+{
+	sm_buf out = SM_BUF_INIT(0);
+	char problem[SM_ENTRY_PROBLEM_MAX];
+
+	assert_int_equal(read_entry_direct(fx->path, 0, &out, problem), 1);
+	assert_string_equal(problem, expected);
+	sm_buf_release(&out);
+}
+
+static void entry_read_inflates_deflate_entry(void **state)
+{
+	struct fixture *fx = *state;
+	sm_buf out = SM_BUF_INIT(0);
+	char problem[SM_ENTRY_PROBLEM_MAX];
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = "hello deflate",
+						.len = 13, .deflate = 1 });
+	assert_int_equal(read_entry_direct(fx->path, 0, &out, problem), 0);
+	assert_string_equal(problem, "");
+	assert_int_equal(out.len, 13);
+	assert_memory_equal(out.data, "hello deflate", 13);
+	sm_buf_release(&out);
+}
+
+static void entry_read_copies_stored_entry_across_reads(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len = SM_ENTRY_READ_CHUNK + 12345;
+	char *data = mixed_data(len);
+	sm_buf out = SM_BUF_INIT(0);
+	char problem[SM_ENTRY_PROBLEM_MAX];
+
+	write_one_entry(fx, (struct raw_entry){ .name = "big.bin", .data = data, .len = len });
+	assert_int_equal(read_entry_direct(fx->path, 0, &out, problem), 0);
+	assert_int_equal(out.len, len);
+	assert_memory_equal(out.data, data, len);
+	sm_buf_release(&out);
+	free(data);
+}
+
+/* Compresses `len` bytes of `data` into raw deflate data and sets `*out_len` to its length. */
+static char *raw_deflate(const char *data, size_t len, size_t *out_len)
+{
+	z_stream zs = { 0 };
+	uLong bound;
+	char *out;
+
+	assert_int_equal(deflateInit2(&zs, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+	bound = deflateBound(&zs, (uLong)len);
+	out = malloc(bound);
+	assert_non_null(out);
+	zs.next_in = (Bytef *)data;
+	zs.avail_in = (uInt)len;
+	zs.next_out = (Bytef *)out;
+	zs.avail_out = (uInt)bound;
+	assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+	*out_len = zs.total_out;
+	assert_int_equal(deflateEnd(&zs), Z_OK);
+	return out;
+}
+
+static void entry_read_inflates_stream_across_reads(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len = 3 * SM_ENTRY_READ_CHUNK, comp_len;
+	char *data = mixed_data(len), *comp = raw_deflate(data, len, &comp_len);
+	sm_buf out = SM_BUF_INIT(0);
+	char problem[SM_ENTRY_PROBLEM_MAX];
+
+	assert_true(comp_len > SM_ENTRY_READ_CHUNK);
+	write_one_entry(fx, (struct raw_entry){ .name = "big.bin", .data = comp, .len = comp_len,
+						.method = 8, .declare = 1,
+						.declared_size = (int64_t)len,
+						.declared_compressed = (int64_t)comp_len });
+	assert_int_equal(read_entry_direct(fx->path, 0, &out, problem), 0);
+	assert_int_equal(out.len, len);
+	assert_memory_equal(out.data, data, len);
+	sm_buf_release(&out);
+	free(comp);
+	free(data);
+}
+
+static void entry_read_accepts_empty_deflate_entry(void **state)
+{
+	struct fixture *fx = *state;
+	sm_buf out = SM_BUF_INIT(0);
+	char problem[SM_ENTRY_PROBLEM_MAX];
+
+	/* libzip reads 0 compressed bytes as empty data, without a deflate stream */
+	write_one_entry(fx, (struct raw_entry){ .name = "empty", .data = "", .len = 0,
+						.method = 8 });
+	assert_int_equal(read_entry_direct(fx->path, 0, &out, problem), 0);
+	assert_int_equal(out.len, 0);
+	sm_buf_release(&out);
+}
+
+/* One final stored deflate block holding "hello", then 3 bytes that are not part of it. */
+static const char hello_block[] = "\x01\x05\x00\xfa\xffhelloXYZ";
+
+static void entry_read_stops_at_declared_size(void **state)
+{
+	struct fixture *fx = *state;
+	sm_buf out = SM_BUF_INIT(0);
+	char problem[SM_ENTRY_PROBLEM_MAX];
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = hello_block, .len = 10,
+						.method = 8, .declare = 1, .declared_size = 3,
+						.declared_compressed = 10 });
+	assert_int_equal(read_entry_direct(fx->path, 0, &out, problem), 1);
+	assert_string_equal(problem, "yields more bytes than its declared size of 3");
+	/* no byte past the declared size reaches the sink */
+	assert_true(out.len <= 3);
+	sm_buf_release(&out);
+}
+
+static void entry_read_rejects_fewer_bytes(void **state)
+{
+	struct fixture *fx = *state;
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = hello_block, .len = 10,
+						.method = 8, .declare = 1, .declared_size = 8,
+						.declared_compressed = 10 });
+	assert_entry_damaged(fx, "yields 5 bytes, fewer than its declared size of 8");
+}
+
+static void entry_read_rejects_truncated_stream(void **state)
+{
+	struct fixture *fx = *state;
+
+	/* the block header promises 10 bytes, but the entry ends after 5 */
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt",
+						.data = "\x01\x0a\x00\xf5\xffhello",
+						.len = 10, .method = 8, .declare = 1,
+						.declared_size = 10, .declared_compressed = 10 });
+	assert_entry_damaged(fx, "is damaged: its deflate data is truncated (5 of 10 bytes "
+			     "inflated)");
+}
+
+static void entry_read_rejects_invalid_deflate_data(void **state)
+{
+	struct fixture *fx = *state;
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = invalid_deflate, .len = 3,
+						.method = 8, .declare = 1, .declared_size = 10,
+						.declared_compressed = 3 });
+	assert_entry_damaged(fx, "is damaged: invalid deflate data (invalid block type)");
+}
+
+static void entry_read_rejects_bytes_after_stream(void **state)
+{
+	struct fixture *fx = *state;
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = hello_block, .len = 13,
+						.method = 8, .declare = 1, .declared_size = 5,
+						.declared_compressed = 13 });
+	assert_entry_damaged(fx, "is damaged: its deflate stream ends 3 bytes before its "
+			     "declared compressed size of 13");
+}
+
+static void entry_read_rejects_missing_local_header(void **state)
+{
+	struct fixture *fx = *state;
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = "hello", .len = 5 });
+	patch_file(fx->path, 0, "X", 1);
+	assert_entry_damaged(fx, "is damaged: no local header at offset 0");
+}
+
+static void entry_read_rejects_local_name_mismatch(void **state)
+{
+	struct fixture *fx = *state;
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = "hello", .len = 5 });
+	/* the local name starts after the 30-byte local header */
+	patch_file(fx->path, 30, "b", 1);
+	assert_entry_damaged(fx, "is damaged: its local header names a different file");
+}
+
+static void entry_read_rejects_local_name_length_mismatch(void **state)
+{
+	struct fixture *fx = *state;
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = "hello", .len = 5 });
+	patch_file(fx->path, 26, "\x04\x00", 2);
+	assert_entry_damaged(fx, "is damaged: its local header names a different file");
+}
+
+static void entry_read_rejects_local_method_mismatch(void **state)
+{
+	struct fixture *fx = *state;
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = "hello", .len = 5,
+						.deflate = 1 });
+	patch_file(fx->path, 8, "\x00\x00", 2);
+	assert_entry_damaged(fx, "is damaged: its local header gives compression method 0, the "
+			     "central directory 8");
+}
+
+static void entry_read_rejects_local_encryption_flag(void **state)
+{
+	struct fixture *fx = *state;
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = "hello", .len = 5 });
+	patch_file(fx->path, 6, "\x01", 1);
+	assert_entry_damaged(fx, "is damaged: its local header marks it encrypted");
+}
+
+static void entry_read_rejects_data_past_span(void **state)
+{
+	struct fixture *fx = *state;
+	/* local header, "a.txt" and "hello": the central directory starts at 40 */
+	const char *expected = "is damaged: its data runs past offset 40, where the next entry "
+			       "or the central directory starts";
+
+	write_one_entry(fx, (struct raw_entry){ .name = "a.txt", .data = "hello", .len = 5 });
+	/* a local extra field of 1 byte moves the data 1 byte into the central directory */
+	patch_file(fx->path, 28, "\x01\x00", 2);
+	assert_entry_damaged(fx, expected);
+}
+
 /* ---- Python-compatible JSON ---- */
 
 static void canonical_json_matches_python_escaping(void **state)
@@ -1457,6 +1819,34 @@ static void create_stores_highly_compressible_file(void **state)
 	free(dir);
 }
 
+static void create_round_trip_verifies_large_file(void **state)
+{
+	struct fixture *fx = *state;
+	char *dir = make_skill(fx, "large", "---\nname: large\n---\n"), *file = NULL;
+	size_t len = 3 * SM_ENTRY_READ_CHUNK + 4321;
+	char *data = mixed_data(len);
+	sm_bundle_create_opts o = test_options();
+	struct problems p = { 0 };
+	const sm_artifact *a;
+	sm_bundle *bundle = NULL;
+
+	assert_true(asprintf(&file, "%s/data.bin", dir) > 0);
+	write_file(file, data, len);
+	assert_int_equal(sm_bundle_create((const char *const *)&dir, 1, &o, fx->path), 0);
+	assert_int_equal(sm_bundle_open(&bundle, fx->path), 0);
+	a = &sm_bundle_manifest(bundle)->artifacts[0];
+	assert_string_equal(a->files[1].path, "data.bin");
+	assert_int_equal(a->files[1].size, len);
+	/* more than one read and many inflate calls */
+	assert_true(a->files[1].compressed > SM_ENTRY_READ_CHUNK);
+	assert_int_equal(sm_bundle_verify(bundle, collect_problem, &p), 0);
+	assert_int_equal(p.count, 0);
+	sm_bundle_free(bundle);
+	free(data);
+	free(file);
+	free(dir);
+}
+
 static void create_replaces_existing_output(void **state)
 {
 	struct fixture *fx = *state;
@@ -1631,6 +2021,24 @@ int main(void)
 		TEST(verify_reports_changed_manifest_field),
 		TEST(verify_reports_entry_longer_than_declared),
 		TEST(verify_accepts_generated_bundle),
+		TEST(verify_reports_entry_shorter_than_declared),
+		TEST(verify_reports_damaged_deflate_entry),
+		TEST(open_rejects_damaged_manifest_entry),
+		TEST(entry_read_inflates_deflate_entry),
+		TEST(entry_read_copies_stored_entry_across_reads),
+		TEST(entry_read_inflates_stream_across_reads),
+		TEST(entry_read_accepts_empty_deflate_entry),
+		TEST(entry_read_stops_at_declared_size),
+		TEST(entry_read_rejects_fewer_bytes),
+		TEST(entry_read_rejects_truncated_stream),
+		TEST(entry_read_rejects_invalid_deflate_data),
+		TEST(entry_read_rejects_bytes_after_stream),
+		TEST(entry_read_rejects_missing_local_header),
+		TEST(entry_read_rejects_local_name_mismatch),
+		TEST(entry_read_rejects_local_name_length_mismatch),
+		TEST(entry_read_rejects_local_method_mismatch),
+		TEST(entry_read_rejects_local_encryption_flag),
+		TEST(entry_read_rejects_data_past_span),
 		TEST(canonical_json_matches_python_escaping),
 		TEST(indented_json_matches_python),
 		TEST(real_numbers_format_like_python),
@@ -1692,6 +2100,7 @@ int main(void)
 		TEST(create_falls_back_to_folder_name),
 		TEST(create_skips_vcs_folders),
 		TEST(create_stores_highly_compressible_file),
+		TEST(create_round_trip_verifies_large_file),
 		TEST(create_replaces_existing_output),
 		TEST(create_rejects_symlink),
 		TEST(create_rejects_symlinked_skill_md),

@@ -19,9 +19,6 @@
 
 #include "bundle_internal.h"
 
-/* Read size for hashing entries: large enough for full inflate speed. */
-#define VERIFY_CHUNK (1024 * 1024)
-
 #define ZIP_HOST_UNIX 3
 #define ZIP_HOST_MACOS 19
 #define ZIP_FLAG_ENCRYPTED 0x0001
@@ -33,10 +30,11 @@
 
 struct sm_bundle {
 	char *path;
-	zip_t *zip;
+	int fd;                     /* the archive, open until sm_bundle_free() */
 	json_t *root;               /* parsed manifest.json */
 	sm_manifest manifest;
-	zip_uint64_t **indexes;     /* per artifact and file: the archive entry */
+	sm_zip_dir dir;             /* the archive's central directory */
+	size_t **indexes;           /* per artifact and file: its entry in `dir` */
 	uint64_t archive_size;
 	uint64_t uncompressed_size;
 };
@@ -214,7 +212,7 @@ static int check_overlaps(struct open_state *st)
 	char qa[QUOTED_MAX], qb[QUOTED_MAX];
 
 	for (size_t i = 0; i < st->dir.count; i++) {
-		const sm_zip_entry *e = &st->dir.entries[st->by_offset[i]];
+		sm_zip_entry *e = &st->dir.entries[st->by_offset[i]];
 		const sm_zip_entry *next = NULL;
 		uint64_t limit = st->dir.cdir_offset;
 		int fits;
@@ -234,6 +232,7 @@ static int check_overlaps(struct open_state *st)
 			return sm_error_set(SM_EINVALID, "invalid bundle '%s': entry '%s' runs into "
 					    "the central directory", st->label, entry_name(e, qa));
 		}
+		e->span_end = limit;
 	}
 	return 0;
 }
@@ -280,14 +279,17 @@ static int libzip_error(const char *label, zip_error_t *error)
 	return sm_error_set(rc, "invalid bundle '%s': %s", label, zip_error_strerror(error));
 }
 
-/* Opens the archive with libzip and checks that libzip lists the same entries. */
-static int open_with_libzip(struct open_state *st, int fd, zip_t **out)
+/*
+ * Opens the archive with libzip and checks that libzip lists the same
+ * entries, so other zip readers cannot see different files. Entry data is
+ * read with sm_entry_read(), not libzip.
+ */
+static int check_with_libzip(struct open_state *st, int fd)
 {
 	zip_error_t error;
 	zip_t *zip;
 	int zerr = 0, dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0), rc = 0;
 
-	*out = NULL;
 	if (dup_fd < 0)
 		return sm_error_set_errno(SM_EIO, errno, "cannot open '%s'", st->label);
 	/* ZIP_CHECKCONS compares every local header with the central directory */
@@ -319,49 +321,32 @@ static int open_with_libzip(struct open_state *st, int fd, zip_t **out)
 		}
 	}
 done:
-	if (rc)
-		zip_discard(zip);
-	else
-		*out = zip;
+	zip_discard(zip);
 	return rc;
 }
 
-/* Reads a whole entry into `out`, failing when it yields more or fewer bytes than declared. */
-static int read_entry(zip_t *zip, const sm_zip_entry *e, size_t index, const char *label,
-		      sm_buf *out)
+static int append_to_buf(void *payload, const void *data, size_t len)
 {
-	zip_file_t *file = zip_fopen_index(zip, index, 0);
-	char q[QUOTED_MAX];
-	int rc = 0;
+	return sm_buf_put(payload, data, len);
+}
 
-	if (!file)
-		return libzip_error(label, zip_get_error(zip));
-	for (;;) {
-		char chunk[65536];
-		zip_int64_t n = zip_fread(file, chunk, sizeof(chunk));
+/* Reads a whole entry into `out`. A damaged entry makes the bundle invalid. */
+static int read_entry(int fd, const sm_zip_entry *e, const char *label, sm_buf *out)
+{
+	sm_entry_reader reader;
+	char problem[SM_ENTRY_PROBLEM_MAX];
+	int rc = sm_entry_reader_init(&reader, fd, label);
 
-		if (n < 0) {
-			rc = sm_error_set(SM_EINVALID, "invalid bundle '%s': cannot read entry "
-					  "'%s': %s", label, entry_name(e, q), zip_file_strerror(file));
-			break;
-		}
-		if (n == 0)
-			break;
-		if (out->len + (uint64_t)n > e->size) {
-			rc = entry_error(label, e, "yields more bytes than its declared size");
-			break;
-		}
-		rc = sm_buf_put(out, chunk, (size_t)n);
-		if (rc)
-			break;
-	}
-	zip_fclose(file);
-	if (!rc && out->len != e->size)
-		rc = entry_error(label, e, "yields fewer bytes than its declared size");
+	if (rc)
+		return rc;
+	rc = sm_entry_read(&reader, e, append_to_buf, out, problem);
+	if (rc == 1)
+		rc = entry_error(label, e, problem);
+	sm_entry_reader_release(&reader);
 	return rc;
 }
 
-static int load_manifest(struct open_state *st, sm_bundle *b)
+static int load_manifest(struct open_state *st, int fd, sm_bundle *b)
 {
 	sm_buf text = SM_BUF_INIT(SM_MANIFEST_MAX_BYTES);
 	const sm_zip_entry *e;
@@ -377,7 +362,7 @@ static int load_manifest(struct open_state *st, sm_bundle *b)
 				    "bytes, more than the limit of %u", st->label,
 				    (unsigned long long)e->size, SM_MANIFEST_MAX_BYTES);
 	st->used[index] = 1;
-	rc = read_entry(b->zip, e, (size_t)index, st->label, &text);
+	rc = read_entry(fd, e, st->label, &text);
 	if (!rc)
 		rc = sm_manifest_parse(text.data ? text.data : "", text.len, st->label,
 				       &b->manifest, &b->root);
@@ -418,7 +403,7 @@ static int match_files(struct open_state *st, sm_bundle *b)
 				break;
 			}
 			st->used[index] = 1;
-			b->indexes[i][j] = (zip_uint64_t)index;
+			b->indexes[i][j] = (size_t)index;
 			a->files[j].size = st->dir.entries[index].size;
 			a->files[j].compressed = st->dir.entries[index].compressed;
 			a->size += a->files[j].size;
@@ -454,24 +439,35 @@ int sm_bundle_open(sm_bundle **out, const char *path)
 		goto done;
 	}
 	b = calloc(1, sizeof(*b));
+	if (b)
+		b->fd = -1;
 	if (!b || !(b->path = sm_strdup(path))) {
 		rc = sm_error_set(SM_ENOMEM, "out of memory");
 		goto done;
 	}
 	b->archive_size = (uint64_t)sb.st_size;
+	/* verification reads entries front to back; the hint is optional, so errors are ignored */
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
 	/* the archive's own bytes first, then libzip's view of them */
 	rc = sm_zip_dir_read(fd, b->archive_size, path, &st.dir);
 	if (!rc)
 		rc = check_directory(&st, &b->uncompressed_size);
 	if (!rc)
-		rc = open_with_libzip(&st, fd, &b->zip);
+		rc = check_with_libzip(&st, fd);
 	if (!rc)
-		rc = load_manifest(&st, b);
+		rc = load_manifest(&st, fd, b);
 	if (!rc)
 		rc = match_files(&st, b);
+	if (!rc) {
+		/* the bundle keeps the archive open and its directory for sm_bundle_verify() */
+		b->fd = fd;
+		b->dir = st.dir;
+		memset(&st.dir, 0, sizeof(st.dir));
+	}
 done:
-	close(fd);
+	if (rc)
+		close(fd);
 	sm_zip_dir_release(&st.dir);
 	free(st.by_name);
 	free(st.by_offset);
@@ -522,62 +518,30 @@ static void report(struct verify_state *vs, const char *fmt, ...)
 	vs->cb(line, vs->payload);
 }
 
+static int update_digest(void *payload, const void *data, size_t len)
+{
+	if (EVP_DigestUpdate(payload, data, len) != 1)
+		return sm_error_set(SM_ERROR, "SHA-256 update failed");
+	return 0;
+}
+
 /*
  * Feeds one entry's bytes to `ctx`. Returns 0 when the entry read back
  * whole, 1 after reporting a damaged or lying entry, or a negative code
  * when the archive cannot be read at all.
  */
-static int hash_entry(sm_bundle *b, zip_uint64_t index, const char *name, uint64_t declared,
-		      EVP_MD_CTX *ctx, unsigned char *chunk, struct verify_state *vs)
+static int hash_entry(sm_entry_reader *reader, const sm_zip_entry *e, const char *name,
+		      EVP_MD_CTX *ctx, struct verify_state *vs)
 {
-	zip_file_t *file = zip_fopen_index(b->zip, index, 0);
-	uint64_t done = 0;
-	int rc = 0;
+	char problem[SM_ENTRY_PROBLEM_MAX];
+	int rc = sm_entry_read(reader, e, update_digest, ctx, problem);
 
-	if (!file)
-		return sm_error_set(SM_EIO, "cannot read entry '%s' of '%s': %s", name, b->path,
-				    zip_strerror(b->zip));
-	for (;;) {
-		/* ask for one byte past the declared size to catch a lying header */
-		uint64_t want = declared - done + 1;
-		zip_int64_t n = zip_fread(file, chunk, want < VERIFY_CHUNK ? want : VERIFY_CHUNK);
-
-		if (n < 0) {
-			zip_error_t *error = zip_file_get_error(file);
-			int code = zip_error_code_zip(error);
-
-			if (code == ZIP_ER_READ || code == ZIP_ER_SEEK) {
-				rc = sm_error_set(SM_EIO, "cannot read entry '%s' of '%s': %s", name,
-						  b->path, zip_error_strerror(error));
-			} else if (code == ZIP_ER_MEMORY) {
-				rc = sm_error_set(SM_ENOMEM, "out of memory");
-			} else {
-				report(vs, "entry '%s' is damaged: %s", name, zip_error_strerror(error));
-				rc = 1;
-			}
-			break;
-		}
-		if (n == 0)
-			break;
-		done += (uint64_t)n;
-		if (done > declared) {
-			report(vs, "entry '%s' yields more bytes than its declared size of %llu", name,
-			       (unsigned long long)declared);
-			rc = 1;
-			break;
-		}
-		EVP_DigestUpdate(ctx, chunk, (size_t)n);
-	}
-	zip_fclose(file);
-	if (rc == 0 && done != declared) {
-		report(vs, "entry '%s' yields %llu bytes, fewer than its declared size of %llu", name,
-		       (unsigned long long)done, (unsigned long long)declared);
-		rc = 1;
-	}
+	if (rc == 1)
+		report(vs, "entry '%s' %s", name, problem);
 	return rc;
 }
 
-static int verify_artifact(sm_bundle *b, size_t i, EVP_MD_CTX *ctx, unsigned char *chunk,
+static int verify_artifact(sm_bundle *b, size_t i, sm_entry_reader *reader, EVP_MD_CTX *ctx,
 			   struct verify_state *vs)
 {
 	const sm_artifact *a = &b->manifest.artifacts[i];
@@ -591,7 +555,7 @@ static int verify_artifact(sm_bundle *b, size_t i, EVP_MD_CTX *ctx, unsigned cha
 		/* the artifact hash covers each relative path, then that file's bytes */
 		EVP_DigestUpdate(ctx, a->files[j].path, strlen(a->files[j].path));
 		snprintf(name, sizeof(name), "%s%s", a->path, a->files[j].path);
-		rc = hash_entry(b, b->indexes[i][j], name, a->files[j].size, ctx, chunk, vs);
+		rc = hash_entry(reader, &b->dir.entries[b->indexes[i][j]], name, ctx, vs);
 		if (rc < 0)
 			return rc;
 		damaged |= rc;
@@ -611,16 +575,17 @@ int sm_bundle_verify(sm_bundle *bundle, sm_verify_cb cb, void *payload)
 {
 	struct verify_state vs = { cb, payload, 0 };
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char *chunk = malloc(VERIFY_CHUNK);
+	sm_entry_reader reader = { .fd = -1 };
 	char computed[72];
 	int rc = 0;
 
-	if (!ctx || !chunk) {
+	if (!ctx) {
 		rc = sm_error_set(SM_ENOMEM, "out of memory");
 		goto done;
 	}
+	rc = sm_entry_reader_init(&reader, bundle->fd, bundle->path);
 	for (size_t i = 0; i < bundle->manifest.nartifacts && !rc; i++)
-		rc = verify_artifact(bundle, i, ctx, chunk, &vs);
+		rc = verify_artifact(bundle, i, &reader, ctx, &vs);
 	if (rc)
 		goto done;
 
@@ -636,7 +601,7 @@ int sm_bundle_verify(sm_bundle *bundle, sm_verify_cb cb, void *payload)
 				  vs.problems == 1 ? "" : "s");
 done:
 	EVP_MD_CTX_free(ctx);
-	free(chunk);
+	sm_entry_reader_release(&reader);
 	return rc;
 }
 
@@ -651,8 +616,9 @@ void sm_bundle_free(sm_bundle *bundle)
 	sm_manifest_release(&bundle->manifest);
 	if (bundle->root)
 		json_decref(bundle->root);
-	if (bundle->zip)
-		zip_discard(bundle->zip);
+	sm_zip_dir_release(&bundle->dir);
+	if (bundle->fd >= 0)
+		close(bundle->fd);
 	free(bundle->path);
 	free(bundle);
 }

@@ -1,7 +1,7 @@
 /*
  * Internal parts of the bundle module: path rules, the raw zip central
- * directory reader, the Python-compatible JSON writer and the manifest
- * parser. Nothing here is part of the public API.
+ * directory reader, the entry data reader, the Python-compatible JSON
+ * writer and the manifest parser. Nothing here is part of the public API.
  */
 #ifndef SM_BUNDLE_INTERNAL_H
 #define SM_BUNDLE_INTERNAL_H
@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <zlib.h>
 
 #include "skillmeat/bundle.h"
 #include "util/util.h"
@@ -65,6 +66,23 @@ void sm_quote_bytes(const char *name, size_t len, char *out, size_t out_size);
 
 /* ---- zipdir.c ---- */
 
+/* Little-endian fields of zip records. */
+static inline uint16_t sm_le16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static inline uint32_t sm_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
+}
+
+static inline uint64_t sm_le64(const unsigned char *p)
+{
+	return (uint64_t)sm_le32(p) | ((uint64_t)sm_le32(p + 4) << 32);
+}
+
 /* One central directory record, as the archive stores it. */
 typedef struct sm_zip_entry {
 	char *name;            /* raw bytes plus a NUL; may hold embedded NULs */
@@ -80,6 +98,13 @@ typedef struct sm_zip_entry {
 	uint64_t size;         /* uncompressed */
 	uint64_t compressed;
 	uint64_t offset;       /* of the local header */
+	/*
+	 * Offset where the next local header or the central directory starts:
+	 * the local header, name, extra field and data must end there.
+	 * sm_zip_dir_read() sets the central directory's offset and the
+	 * overlap check of sm_bundle_open() narrows it to the next entry.
+	 */
+	uint64_t span_end;
 } sm_zip_entry;
 
 /* The central directory of an archive. */
@@ -99,6 +124,63 @@ typedef struct sm_zip_dir {
  */
 int sm_zip_dir_read(int fd, uint64_t file_size, const char *label, sm_zip_dir *dir);
 void sm_zip_dir_release(sm_zip_dir *dir);
+
+/*
+ * Reads exactly `len` bytes at `offset` of `fd`, retrying short reads.
+ * Returns SM_EIO when reading fails and SM_EINVALID when the file ends
+ * first. `label` names the archive in messages.
+ */
+int sm_zip_read_at(int fd, void *buf, size_t len, uint64_t offset, const char *label);
+
+/* ---- entry_reader.c ---- */
+
+/*
+ * Bytes read from the archive per pread(), and bytes inflated per
+ * inflate() call. Verifying a 1 GiB bundle of incompressible data took
+ * about 15% more CPU time with 256 KiB reads, while 64 KiB to 1 MiB of
+ * inflate output made no measurable difference, so that buffer stays small
+ * (AMD EPYC, 2 vCPUs, warm page cache).
+ */
+#define SM_ENTRY_READ_CHUNK (1024 * 1024)
+#define SM_ENTRY_INFLATE_CHUNK (256 * 1024)
+
+/* Maximum length of the reason sm_entry_read() gives for a damaged entry, NUL included. */
+#define SM_ENTRY_PROBLEM_MAX 200
+
+/*
+ * Buffers and the zlib stream for reading entry data straight from the
+ * archive. One reader serves many entries in turn. Initialise it with
+ * sm_entry_reader_init() and free it with sm_entry_reader_release().
+ */
+typedef struct sm_entry_reader {
+	int fd;                 /* borrowed */
+	const char *label;      /* names the archive in messages; borrowed */
+	unsigned char *in;      /* SM_ENTRY_READ_CHUNK bytes */
+	unsigned char *out;     /* SM_ENTRY_INFLATE_CHUNK bytes */
+	z_stream zs;
+	int zs_ready;           /* 1 once inflateInit2() succeeded */
+} sm_entry_reader;
+
+/*
+ * Receives an entry's uncompressed bytes in order. A nonzero return stops
+ * the read, and sm_entry_read() returns it unchanged.
+ */
+typedef int (*sm_entry_sink)(void *payload, const void *data, size_t len);
+
+/* Prepares `reader` to read entries of the archive open at `fd`. */
+int sm_entry_reader_init(sm_entry_reader *reader, int fd, const char *label);
+void sm_entry_reader_release(sm_entry_reader *reader);
+
+/*
+ * Streams the uncompressed data of `e` to `sink`, after checking that its
+ * local header matches the central directory record. Returns 0 when the
+ * entry yields exactly its declared size, or a negative code when the
+ * archive cannot be read or `sink` fails. Returns 1 when the entry is
+ * damaged or lies about its size, and then writes the reason to `problem`
+ * (such as "yields more bytes than its declared size of 4").
+ */
+int sm_entry_read(sm_entry_reader *reader, const sm_zip_entry *e, sm_entry_sink sink,
+		  void *payload, char problem[SM_ENTRY_PROBLEM_MAX]);
 
 /* ---- canonical_json.c ---- */
 

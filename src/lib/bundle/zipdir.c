@@ -17,23 +17,7 @@
 #define CDIR_RECORD_SIZE 46
 #define MAX_COMMENT 65535
 
-static uint16_t le16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-	       ((uint32_t)p[3] << 24);
-}
-
-static uint64_t le64(const unsigned char *p)
-{
-	return (uint64_t)le32(p) | ((uint64_t)le32(p + 4) << 32);
-}
-
-static int read_at(int fd, void *buf, size_t len, uint64_t offset, const char *label)
+int sm_zip_read_at(int fd, void *buf, size_t len, uint64_t offset, const char *label)
 {
 	unsigned char *p = buf;
 
@@ -69,7 +53,7 @@ static int find_eocd(int fd, uint64_t file_size, const char *label,
 	tail = malloc(tail_len);
 	if (!tail)
 		return sm_error_set(SM_ENOMEM, "out of memory");
-	rc = read_at(fd, tail, tail_len, file_size - tail_len, label);
+	rc = sm_zip_read_at(fd, tail, tail_len, file_size - tail_len, label);
 	if (rc)
 		goto done;
 
@@ -81,7 +65,7 @@ static int find_eocd(int fd, uint64_t file_size, const char *label,
 
 		if (memcmp(p, "PK\5\6", 4) != 0)
 			continue;
-		if (i + EOCD_SIZE + le16(p + 20) != tail_len)
+		if (i + EOCD_SIZE + sm_le16(p + 20) != tail_len)
 			continue;
 		memcpy(eocd, p, EOCD_SIZE);
 		*pos = file_size - tail_len + i;
@@ -103,31 +87,32 @@ static int read_eocd64(int fd, uint64_t eocd_pos, const char *label, uint64_t *c
 
 	if (eocd_pos < EOCD64_LOCATOR_SIZE)
 		return sm_error_set(SM_EINVALID, "invalid bundle '%s': zip64 locator missing", label);
-	rc = read_at(fd, loc, sizeof(loc), eocd_pos - EOCD64_LOCATOR_SIZE, label);
+	rc = sm_zip_read_at(fd, loc, sizeof(loc), eocd_pos - EOCD64_LOCATOR_SIZE, label);
 	if (rc)
 		return rc;
 	if (memcmp(loc, "PK\6\7", 4) != 0)
 		return sm_error_set(SM_EINVALID, "invalid bundle '%s': zip64 locator missing", label);
-	if (le32(loc + 4) != 0 || le32(loc + 16) > 1)
+	if (sm_le32(loc + 4) != 0 || sm_le32(loc + 16) > 1)
 		return sm_error_set(SM_EINVALID, "invalid bundle '%s': multi-disk archives are "
 				    "not supported", label);
-	pos = le64(loc + 8);
+	pos = sm_le64(loc + 8);
 	if (pos > eocd_pos - EOCD64_LOCATOR_SIZE ||
 	    eocd_pos - EOCD64_LOCATOR_SIZE - pos < EOCD64_SIZE)
 		return sm_error_set(SM_EINVALID, "invalid bundle '%s': zip64 record offset out of "
 				    "range", label);
-	rc = read_at(fd, rec, sizeof(rec), pos, label);
+	rc = sm_zip_read_at(fd, rec, sizeof(rec), pos, label);
 	if (rc)
 		return rc;
 	if (memcmp(rec, "PK\6\6", 4) != 0)
 		return sm_error_set(SM_EINVALID, "invalid bundle '%s': zip64 end of central "
 				    "directory record missing", label);
-	if (le32(rec + 16) != 0 || le32(rec + 20) != 0 || le64(rec + 24) != le64(rec + 32))
+	if (sm_le32(rec + 16) != 0 || sm_le32(rec + 20) != 0 ||
+	    sm_le64(rec + 24) != sm_le64(rec + 32))
 		return sm_error_set(SM_EINVALID, "invalid bundle '%s': multi-disk archives are "
 				    "not supported", label);
-	*count = le64(rec + 32);
-	*cdir_size = le64(rec + 40);
-	*cdir_offset = le64(rec + 48);
+	*count = sm_le64(rec + 32);
+	*cdir_size = sm_le64(rec + 40);
+	*cdir_offset = sm_le64(rec + 48);
 	*record_pos = pos;
 	return 0;
 }
@@ -139,7 +124,7 @@ static int apply_zip64(sm_zip_entry *e, const unsigned char *extra, size_t extra
 	size_t pos = 0;
 
 	while (pos + 4 <= extra_len) {
-		uint16_t id = le16(extra + pos), len = le16(extra + pos + 2);
+		uint16_t id = sm_le16(extra + pos), len = sm_le16(extra + pos + 2);
 		const unsigned char *data = extra + pos + 4;
 		size_t used = 0;
 
@@ -149,19 +134,19 @@ static int apply_zip64(sm_zip_entry *e, const unsigned char *extra, size_t extra
 			if (need_size) {
 				if (used + 8 > len)
 					return -1;
-				e->size = le64(data + used);
+				e->size = sm_le64(data + used);
 				used += 8;
 			}
 			if (need_comp) {
 				if (used + 8 > len)
 					return -1;
-				e->compressed = le64(data + used);
+				e->compressed = sm_le64(data + used);
 				used += 8;
 			}
 			if (need_offset) {
 				if (used + 8 > len)
 					return -1;
-				e->offset = le64(data + used);
+				e->offset = sm_le64(data + used);
 			}
 			return 0;
 		}
@@ -183,27 +168,28 @@ static int parse_records(const unsigned char *cdir, uint64_t cdir_size, const ch
 		if (cdir_size - pos < CDIR_RECORD_SIZE || memcmp(r, "PK\1\2", 4) != 0)
 			return sm_error_set(SM_EINVALID, "invalid bundle '%s': central directory "
 					    "record %zu is damaged", label, i);
-		name_len = le16(r + 28);
-		extra_len = le16(r + 30);
-		comment_len = le16(r + 32);
+		name_len = sm_le16(r + 28);
+		extra_len = sm_le16(r + 30);
+		comment_len = sm_le16(r + 32);
 		if (cdir_size - pos - CDIR_RECORD_SIZE < name_len + extra_len + comment_len)
 			return sm_error_set(SM_EINVALID, "invalid bundle '%s': central directory "
 					    "record %zu is truncated", label, i);
-		if (le16(r + 34) != 0)
+		if (sm_le16(r + 34) != 0)
 			return sm_error_set(SM_EINVALID, "invalid bundle '%s': multi-disk archives "
 					    "are not supported", label);
 
-		e->made_by = le16(r + 4);
-		e->flags = le16(r + 8);
-		e->method = le16(r + 10);
-		e->dos_time = le16(r + 12);
-		e->dos_date = le16(r + 14);
+		e->made_by = sm_le16(r + 4);
+		e->flags = sm_le16(r + 8);
+		e->method = sm_le16(r + 10);
+		e->dos_time = sm_le16(r + 12);
+		e->dos_date = sm_le16(r + 14);
 		e->extra_len = (uint16_t)extra_len;
-		e->crc = le32(r + 16);
-		e->compressed = le32(r + 20);
-		e->size = le32(r + 24);
-		e->external_attributes = le32(r + 38);
-		e->offset = le32(r + 42);
+		e->crc = sm_le32(r + 16);
+		e->compressed = sm_le32(r + 20);
+		e->size = sm_le32(r + 24);
+		e->external_attributes = sm_le32(r + 38);
+		e->offset = sm_le32(r + 42);
+		e->span_end = dir->cdir_offset;
 		e->name = dir->names + name_pos;
 		e->name_len = name_len;
 		memcpy(e->name, r + CDIR_RECORD_SIZE, name_len);
@@ -233,12 +219,13 @@ int sm_zip_dir_read(int fd, uint64_t file_size, const char *label, sm_zip_dir *d
 	rc = find_eocd(fd, file_size, label, eocd, &eocd_pos);
 	if (rc)
 		return rc;
-	if (le16(eocd + 4) != 0 || le16(eocd + 6) != 0 || le16(eocd + 8) != le16(eocd + 10))
+	if (sm_le16(eocd + 4) != 0 || sm_le16(eocd + 6) != 0 ||
+	    sm_le16(eocd + 8) != sm_le16(eocd + 10))
 		return sm_error_set(SM_EINVALID, "invalid bundle '%s': multi-disk archives are "
 				    "not supported", label);
-	count = le16(eocd + 10);
-	cdir_size = le32(eocd + 12);
-	cdir_offset = le32(eocd + 16);
+	count = sm_le16(eocd + 10);
+	cdir_size = sm_le32(eocd + 12);
+	cdir_offset = sm_le32(eocd + 16);
 	cdir_end = eocd_pos;
 
 	/* saturated fields mean the real values are in the zip64 record */
@@ -270,7 +257,7 @@ int sm_zip_dir_read(int fd, uint64_t file_size, const char *label, sm_zip_dir *d
 	dir->count = (size_t)count;
 	dir->cdir_offset = cdir_offset;
 	dir->cdir_size = cdir_size;
-	rc = read_at(fd, cdir, (size_t)cdir_size, cdir_offset, label);
+	rc = sm_zip_read_at(fd, cdir, (size_t)cdir_size, cdir_offset, label);
 	if (rc)
 		goto done;
 	rc = parse_records(cdir, cdir_size, label, dir);
