@@ -60,7 +60,7 @@ rm "$SKILLMEAT_HOME/sharing.toml"
 "$SM" vault add main local "$V" >/dev/null
 "$SM" vault add spare local "$TMP/spare" >/dev/null
 sm vault ls
-expect_err "ls with two vaults and no default exits 9" 9 "none is the default"
+expect_err "ls with two vaults and no default exits 3" 3 "none is the default"
 "$SM" vault set-default main >/dev/null
 
 sm vault ls --vault nosuch

@@ -443,7 +443,7 @@ static void test_pick_ambiguous(void **state)
 					"[vault.b]\ntype = \"local\"\npath = \"/b\"\n");
 
 	assert_null(sm_config_pick(config, NULL));
-	assert_int_equal(sm_error_last_code(), SM_EINVALID);
+	assert_int_equal(sm_error_last_code(), SM_ENOTFOUND);
 	assert_non_null(strstr(sm_error_message(), "pass --vault NAME"));
 	assert_non_null(strstr(sm_error_message(), "'skillmeat vault set-default NAME'"));
 	sm_config_free(config);

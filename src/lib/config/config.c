@@ -109,7 +109,7 @@ const sm_vault_config *sm_config_pick(const sm_config *config, const char *name)
 		sm_error_set(SM_ENOTFOUND, "no vault is configured in '%s'; add one with 'skillmeat vault add NAME TYPE ...'",
 			     config->user_path);
 	else
-		sm_error_set(SM_EINVALID, "%zu vaults are configured and none is the default; pass --vault NAME or run 'skillmeat vault set-default NAME'",
+		sm_error_set(SM_ENOTFOUND, "%zu vaults are configured and none is the default; pass --vault NAME or run 'skillmeat vault set-default NAME'",
 			     config->nvaults);
 	return NULL;
 }
