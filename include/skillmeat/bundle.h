@@ -89,6 +89,14 @@ int sm_bundle_open(sm_bundle **out, const char *path);
 /** Returns the manifest of an opened bundle (borrowed). */
 const sm_manifest *sm_bundle_manifest(const sm_bundle *bundle);
 
+/**
+ * Returns the open descriptor of the archive (borrowed, valid until
+ * sm_bundle_free()). Copying through it publishes exactly the bytes that
+ * were checked, even if the path is replaced meanwhile. The bundle reads
+ * it only with pread(), so its offset is the caller's.
+ */
+int sm_bundle_fd(const sm_bundle *bundle);
+
 /** Returns the size of the archive file in bytes. */
 uint64_t sm_bundle_archive_size(const sm_bundle *bundle);
 

@@ -52,6 +52,13 @@ int sm_error_set(int code, const char *fmt, ...)
 int sm_error_set_errno(int code, int errnum, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/**
+ * Puts a formatted prefix and ": " before this thread's current message,
+ * stores `code` with it and returns `code`.
+ */
+int sm_error_wrap(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /** Forgets this thread's message. */
 void sm_error_clear(void);
 

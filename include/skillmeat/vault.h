@@ -101,15 +101,16 @@ typedef struct sm_vault sm_vault;
 typedef int (*sm_vault_open_fn)(sm_vault *self);
 
 /**
- * Store the verified bundle file at `bundle_path` under record->bundle_id.
+ * Store the bundle read from `fd` (from offset 0 to EOF, with pread(), so
+ * the descriptor's offset does not matter) under record->bundle_id.
  * `record` is filled by the caller from the manifest; the connector sets
  * uploaded_at, vault_path and metadata "sha256", then writes the data,
  * then the metadata file, then the index. An existing id fails with
  * SM_EEXISTS unless opts->force; the identical file (same SHA-256) is a
  * no-op that returns 0.
  */
-typedef int (*sm_vault_push_fn)(sm_vault *self, const char *bundle_path,
-				sm_record *record, sm_push_opts *opts);
+typedef int (*sm_vault_push_fn)(sm_vault *self, int fd, sm_record *record,
+				sm_push_opts *opts);
 
 /**
  * Write the bytes of bundle `bundle_id` to `fd` (an empty file opened for

@@ -62,12 +62,25 @@ typedef struct cli_command {
  */
 int cli_common_option(cli_context *ctx, int opt, const cli_command *cmd, int *exit_now);
 
+/*
+ * Returns `text` with control bytes shown as \xNN, for printing values
+ * that come from bundles or vaults (untrusted) on a terminal. The result
+ * stays valid for the next seven calls.
+ */
+const char *cli_show(const char *text);
+
 /* Prints "skillmeat: error: MESSAGE" on stderr. */
 void cli_error(const cli_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prints a usage error with a pointer to --help; returns EXIT_USAGE. */
 int cli_usage_error(const cli_context *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Reports what getopt_long() rejected ('?': unknown option, ':': missing
+ * value; the option string must start with ':') and returns EXIT_USAGE.
+ */
+int cli_bad_option(const cli_context *ctx, int opt, char **argv);
 
 /* Prints the library's last error and returns the exit code for `rc`. */
 int cli_fail(const cli_context *ctx, int rc);

@@ -1,7 +1,9 @@
 /* skillmeat bundle create | inspect | verify */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -33,6 +35,47 @@ int cli_run_bundle(cli_context *ctx, int argc, char **argv)
 	return cli_dispatch(ctx, "bundle", commands, argc, argv);
 }
 
+/* Returns 1 when `path` is `dir` or lies under it (both resolved). */
+static int path_is_under(const char *path, const char *dir)
+{
+	size_t len = strlen(dir);
+
+	return strncmp(path, dir, len) == 0 && (path[len] == '\0' || path[len] == '/');
+}
+
+/*
+ * Rejects an output that is a directory or lies inside one of the skill
+ * folders: it would overwrite an input or be packed by the next run.
+ */
+static int check_create_paths(cli_context *ctx, const char *output, char **dirs, int ndirs)
+{
+	char out_dir[PATH_MAX], resolved[PATH_MAX], *copy;
+	struct stat st;
+	const char *slash;
+
+	if (stat(output, &st) == 0 && S_ISDIR(st.st_mode))
+		return cli_usage_error(ctx, "output '%s' is a directory; name the bundle file", output);
+	copy = strdup(output);
+	if (!copy)
+		return EXIT_ERROR;
+	slash = strrchr(copy, '/');
+	if (slash == copy)
+		copy[1] = '\0';
+	else if (slash)
+		copy[slash - copy] = '\0';
+	if (!realpath(slash ? copy : ".", out_dir)) {
+		free(copy);
+		return 0; /* a missing output directory is reported by the create itself */
+	}
+	free(copy);
+	for (int i = 0; i < ndirs; i++) {
+		if (realpath(dirs[i], resolved) && path_is_under(out_dir, resolved))
+			return cli_usage_error(ctx, "output '%s' is inside the skill folder '%s'; write the "
+					       "bundle elsewhere", output, dirs[i]);
+	}
+	return 0;
+}
+
 static int run_create(cli_context *ctx, int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -49,6 +92,7 @@ static int run_create(cli_context *ctx, int argc, char **argv)
 	sm_bundle_create_opts opts = { 0 };
 	const char **tags = calloc((size_t)argc + 1, sizeof(char *));
 	const char *output = NULL;
+	char *id = NULL;
 	int opt, exit_now = 0, code = EXIT_OK, rc;
 
 	if (!tags)
@@ -56,7 +100,7 @@ static int run_create(cli_context *ctx, int argc, char **argv)
 	opts.tags = tags;
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "o:qvh", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":o:qvh", options, NULL)) != -1) {
 		if (cli_common_option(ctx, opt, &commands[0], &exit_now)) {
 			if (exit_now)
 				goto done;
@@ -71,7 +115,7 @@ static int run_create(cli_context *ctx, int argc, char **argv)
 		case 't': tags[opts.ntags++] = optarg; break;
 		case 'o': output = optarg; break;
 		default:
-			code = cli_usage_error(ctx, "invalid option '%s'", argv[optind - 1]);
+			code = cli_bad_option(ctx, opt, argv);
 			goto done;
 		}
 	}
@@ -81,6 +125,16 @@ static int run_create(cli_context *ctx, int argc, char **argv)
 	}
 	if (!output || !opts.name || !opts.version || !opts.description || !opts.author) {
 		code = cli_usage_error(ctx, "--name, --version, --description, --author and -o are required");
+		goto done;
+	}
+
+	code = check_create_paths(ctx, output, argv + optind, argc - optind);
+	if (code)
+		goto done;
+	/* a version that cannot form a bundle id would build an unpushable bundle */
+	if (sm_bundle_id(&id, "bundle", opts.version) != 0) {
+		code = cli_usage_error(ctx, "invalid --version '%s': use letters, digits, '.', '_' "
+				       "and '-', with no leading '.' and no '..'", opts.version);
 		goto done;
 	}
 
@@ -100,6 +154,7 @@ static int run_create(cli_context *ctx, int argc, char **argv)
 			 argc - optind == 1 ? "" : "s");
 	}
 done:
+	free(id);
 	free(tags);
 	return code;
 }
@@ -113,9 +168,9 @@ static int parse_file_arg(cli_context *ctx, int argc, char **argv, const cli_com
 
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "qvh", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":qvh", options, NULL)) != -1) {
 		if (!cli_common_option(ctx, opt, cmd, exit_now))
-			return cli_usage_error(ctx, "invalid option '%s'", argv[optind - 1]);
+			return cli_bad_option(ctx, opt, argv);
 		if (*exit_now)
 			return EXIT_OK;
 	}
@@ -178,27 +233,27 @@ static void print_manifest(const sm_manifest *m, uint64_t archive_size, uint64_t
 
 	cli_format_size(archive_size, size, sizeof(size));
 	cli_format_size(total, full, sizeof(full));
-	printf("name:         %s\n", m->name);
-	printf("version:      %s\n", m->bundle_version);
-	printf("description:  %s\n", m->description);
-	printf("author:       %s\n", m->author);
-	printf("license:      %s\n", m->license);
-	printf("created at:   %s\n", m->created_at);
+	printf("name:         %s\n", cli_show(m->name));
+	printf("version:      %s\n", cli_show(m->bundle_version));
+	printf("description:  %s\n", cli_show(m->description));
+	printf("author:       %s\n", cli_show(m->author));
+	printf("license:      %s\n", cli_show(m->license));
+	printf("created at:   %s\n", cli_show(m->created_at));
 	printf("tags:        ");
 	for (size_t i = 0; i < m->ntags; i++)
-		printf(" %s", m->tags[i]);
-	printf("\nbundle hash:  %s\n", m->bundle_hash);
+		printf(" %s", cli_show(m->tags[i]));
+	printf("\nbundle hash:  %s\n", cli_show(m->bundle_hash));
 	printf("size:         %s archive, %s uncompressed\n", size, full);
 	printf("artifacts:    %zu\n", m->nartifacts);
 	for (size_t i = 0; i < m->nartifacts; i++) {
 		const sm_artifact *a = &m->artifacts[i];
 
 		cli_format_size(a->size, size, sizeof(size));
-		printf("  %s/%s %s (%s scope, %zu file%s, %s)\n", a->type, a->name, a->version,
-		       a->scope, a->nfiles, a->nfiles == 1 ? "" : "s", size);
+		printf("  %s/%s %s (%s scope, %zu file%s, %s)\n", cli_show(a->type), cli_show(a->name),
+		       cli_show(a->version), cli_show(a->scope), a->nfiles, a->nfiles == 1 ? "" : "s", size);
 		for (size_t j = 0; j < a->nfiles; j++) {
 			cli_format_size(a->files[j].size, size, sizeof(size));
-			printf("    %-40s %10s\n", a->files[j].path, size);
+			printf("    %-40s %10s\n", cli_show(a->files[j].path), size);
 		}
 	}
 }

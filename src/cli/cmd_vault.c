@@ -116,11 +116,11 @@ static int parse_args(cli_context *ctx, int which, const char *allowed, int min_
 		return EXIT_ERROR;
 	optind = 1;
 	opterr = 0;
-	while ((index = -1, opt = getopt_long(argc, argv, "qvho:", options, &index)) != -1) {
+	while ((index = -1, opt = getopt_long(argc, argv, ":qvho:", options, &index)) != -1) {
 		char wanted[40];
 
 		if (opt == '?' || opt == ':')
-			return cli_usage_error(ctx, "invalid option '%s'", argv[optind - 1]);
+			return cli_bad_option(ctx, opt, argv);
 		if (cli_common_option(ctx, opt, cmd, exit_now)) {
 			if (*exit_now)
 				return EXIT_OK;
@@ -291,10 +291,11 @@ static void print_records_table(const sm_record_list *list)
 		char size[32];
 
 		cli_format_size(r->size_bytes, size, sizeof(size));
-		printf("%-*s  %-*s  %-*s  %10s  %-19.19s  ", (int)id_width, r->bundle_id,
-		       (int)name_width, r->name, (int)version_width, r->version, size, r->uploaded_at);
+		printf("%-*s  %-*s  %-*s  %10s  %-19.19s  ", (int)id_width, cli_show(r->bundle_id),
+		       (int)name_width, cli_show(r->name), (int)version_width, cli_show(r->version),
+		       size, cli_show(r->uploaded_at));
 		for (size_t j = 0; j < r->ntags; j++)
-			printf("%s%s", j ? "," : "", r->tags[j]);
+			printf("%s%s", j ? "," : "", cli_show(r->tags[j]));
 		putchar('\n');
 	}
 }
@@ -375,21 +376,21 @@ static int run_info(cli_context *ctx, int argc, char **argv)
 		char size[32];
 
 		cli_format_size(record->size_bytes, size, sizeof(size));
-		printf("id:           %s\n", record->bundle_id);
-		printf("name:         %s\n", record->name);
-		printf("version:      %s\n", record->version);
-		printf("description:  %s\n", record->description);
-		printf("author:       %s\n", record->author);
-		printf("created at:   %s\n", record->created_at);
-		printf("uploaded at:  %s\n", record->uploaded_at);
+		printf("id:           %s\n", cli_show(record->bundle_id));
+		printf("name:         %s\n", cli_show(record->name));
+		printf("version:      %s\n", cli_show(record->version));
+		printf("description:  %s\n", cli_show(record->description));
+		printf("author:       %s\n", cli_show(record->author));
+		printf("created at:   %s\n", cli_show(record->created_at));
+		printf("uploaded at:  %s\n", cli_show(record->uploaded_at));
 		printf("size:         %s (%llu bytes)\n", size, (unsigned long long)record->size_bytes);
-		printf("bundle hash:  %s\n", record->bundle_hash);
+		printf("bundle hash:  %s\n", cli_show(record->bundle_hash));
 		printf("tags:        ");
 		for (size_t i = 0; i < record->ntags; i++)
-			printf(" %s", record->tags[i]);
+			printf(" %s", cli_show(record->tags[i]));
 		putchar('\n');
 		for (size_t i = 0; i < record->nmetadata; i++)
-			printf("%-13s %s\n", record->metadata[i].key, record->metadata[i].value);
+			printf("%-13s %s\n", cli_show(record->metadata[i].key), cli_show(record->metadata[i].value));
 	}
 done:
 	sm_record_free(record);
@@ -514,6 +515,7 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 	char *path = NULL, *types = NULL, resolved[PATH_MAX];
 	const char *name, *type, *location;
 	size_t missing_len = 0;
+	struct stat st;
 	int exit_now = 0, code, rc;
 
 	code = parse_args(ctx, CMD_ADD, " branch region prefix endpoint-url set-default read-only ",
@@ -534,8 +536,9 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 					       "not apply to a local vault");
 			goto done;
 		}
-		if (!*location) {
-			code = cli_usage_error(ctx, "the vault directory must not be empty");
+		if (!*location || sm_has_control_chars(location)) {
+			code = cli_usage_error(ctx, "invalid vault directory '%s': it must be a non-empty "
+					       "path without control characters", location);
 			goto done;
 		}
 		/* a broken sharing.toml fails here, before a directory is created */
@@ -550,6 +553,9 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 		if (!rc && !realpath(location, resolved))
 			rc = sm_error_set_errno(SM_EIO, errno, "cannot resolve the vault directory '%s'",
 						location);
+		if (!rc && (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)))
+			rc = sm_error_set(SM_EINVALID, "'%s' exists and is not a directory; a local vault "
+					  "needs a directory", location);
 		if (rc) {
 			remove_created_dirs(location, missing_len);
 			code = cli_fail(ctx, rc);
@@ -627,9 +633,11 @@ static int run_list(cli_context *ctx, int argc, char **argv)
 			const sm_vault_config *v = &config->vaults[i];
 			json_t *item = json_object(), *settings = json_object();
 
+			/* read_only is reported as a boolean beside the settings */
 			for (size_t j = 0; j < v->nsettings; j++)
-				json_object_set_new(settings, v->settings[j].key,
-						    json_string(v->settings[j].value));
+				if (strcmp(v->settings[j].key, "read_only") != 0)
+					json_object_set_new(settings, v->settings[j].key,
+							    json_string(v->settings[j].value));
 			json_object_set_new(item, "name", json_string(v->name));
 			json_object_set_new(item, "type", json_string(v->type));
 			json_object_set_new(item, "default", json_boolean(config->default_vault &&
@@ -650,11 +658,11 @@ static int run_list(cli_context *ctx, int argc, char **argv)
 		const sm_vault_config *v = &config->vaults[i];
 		int is_default = config->default_vault && strcmp(config->default_vault, v->name) == 0;
 
-		printf("%s %-20s %-6s %s%s  (from %s)\n", is_default ? "*" : " ", v->name, v->type,
-		       vault_location(v), v->read_only ? " [read-only]" : "", v->source);
+		printf("%s %-20s %-6s %s%s  (from %s)\n", is_default ? "*" : " ", cli_show(v->name), cli_show(v->type),
+		       cli_show(vault_location(v)), v->read_only ? " [read-only]" : "", cli_show(v->source));
 		if (ctx->verbose)
 			for (size_t j = 0; j < v->nsettings; j++)
-				printf("      %s = %s\n", v->settings[j].key, v->settings[j].value);
+				printf("      %s = %s\n", cli_show(v->settings[j].key), cli_show(v->settings[j].value));
 	}
 done:
 	sm_config_free(config);
@@ -772,7 +780,16 @@ static int run_auth(cli_context *ctx, int argc, char **argv)
 		goto done;
 	}
 	if (strcmp(vault->type, "local") == 0) {
-		cli_note(ctx, "vault '%s' is a local vault; it needs no credentials", vault->name);
+		if (ctx->json) {
+			json_t *result = json_object();
+
+			json_object_set_new(result, "vault", json_string(vault->name));
+			json_object_set_new(result, "type", json_string(vault->type));
+			json_object_set_new(result, "credentials_needed", json_false());
+			cli_print_json(result);
+		} else {
+			cli_note(ctx, "vault '%s' is a local vault; it needs no credentials", vault->name);
+		}
 		goto done;
 	}
 	cli_error(ctx, "storing credentials for %s vaults is not supported by this version",

@@ -53,6 +53,16 @@ int cli_common_option(cli_context *ctx, int opt, const cli_command *cmd, int *ex
 	}
 }
 
+int cli_bad_option(const cli_context *ctx, int opt, char **argv)
+{
+	/* in a cluster such as -xyz, optind has not moved on yet: name the letter */
+	if (opt == ':')
+		return cli_usage_error(ctx, "option '%s' needs a value", argv[optind - 1]);
+	if (optopt)
+		return cli_usage_error(ctx, "unknown option '-%c'", optopt);
+	return cli_usage_error(ctx, "unknown option '%s'", argv[optind - 1]);
+}
+
 int cli_dispatch(cli_context *ctx, const char *group, const cli_command *commands,
 		 int argc, char **argv)
 {

@@ -8,25 +8,59 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/util.h"
+
+/* Appends `text` with every control byte written as \xNN. */
+static void escape_into(sm_buf *out, const char *text)
+{
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			sm_buf_printf(out, "\\x%02x", *p);
+		else
+			sm_buf_putc(out, (char)*p);
+	}
+}
+
+const char *cli_show(const char *text)
+{
+	/* a ring of buffers, so one printf may show several values */
+	static sm_buf ring[8];
+	static unsigned next;
+	sm_buf *slot = &ring[next++ % 8];
+
+	slot->len = 0;
+	escape_into(slot, text ? text : "");
+	return slot->data ? slot->data : "";
+}
+
+/*
+ * Writes one line to stderr with a single write(), so lines of processes
+ * sharing a terminal or log do not interleave within a line.
+ */
+static void write_line(const char *prefix, const char *text)
+{
+	sm_buf line = SM_BUF_INIT(0);
+
+	sm_buf_puts(&line, prefix);
+	/* names from the command line or a file may contain newlines or terminal
+	 * escapes, so control bytes are escaped and the line stays one line */
+	escape_into(&line, text);
+	sm_buf_putc(&line, '\n');
+	if (line.data) {
+		fflush(stderr);
+		if (write(STDERR_FILENO, line.data, line.len) < 0) {
+			/* nothing sensible is left to report to */
+		}
+	}
+	sm_buf_release(&line);
+}
 
 static void vprint_error(const cli_context *ctx, const char *fmt, va_list ap)
 {
 	char text[4096];
 
 	vsnprintf(text, sizeof(text), fmt, ap);
-	if (ctx->color)
-		fputs("skillmeat: \033[31merror:\033[0m ", stderr);
-	else
-		fputs("skillmeat: error: ", stderr);
-	/* names from the command line or a file may contain newlines or terminal
-	 * escapes, so control bytes are printed as \xNN and the error stays one line */
-	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			fprintf(stderr, "\\x%02x", *p);
-		else
-			fputc(*p, stderr);
-	}
-	fputc('\n', stderr);
+	write_line(ctx->color ? "skillmeat: \033[31merror:\033[0m " : "skillmeat: error: ", text);
 }
 
 void cli_error(const cli_context *ctx, const char *fmt, ...)
@@ -148,11 +182,21 @@ static void draw_bar(cli_progress *p, uint64_t done, uint64_t total, double now)
 	}
 	snprintf(left, sizeof(left), " %3d%% %s/%s %s/s%s", percent, bytes_done,
 		 bytes_total, speed, eta);
+	/* on a narrow terminal drop the time left, then speed and sizes, so the
+	 * line never wraps (a wrapped line cannot be redrawn with \r) */
+	if ((int)(strlen(p->label) + strlen(left)) >= width)
+		snprintf(left, sizeof(left), " %3d%% %s/%s", percent, bytes_done, bytes_total);
+	if ((int)(strlen(p->label) + strlen(left)) >= width)
+		snprintf(left, sizeof(left), " %3d%%", percent);
+	if ((int)(strlen(p->label) + strlen(left)) >= width)
+		left[0] = '\0';
 
 	/* the bar takes what the text leaves, clamped to the terminal */
 	bar = width - (int)strlen(p->label) - (int)strlen(left) - 4;
 	if (bar > 40)
 		bar = 40;
+	if ((int)strlen(p->label) + 1 >= width)
+		return;
 	fprintf(stderr, "\r%s ", p->label);
 	if (bar >= 5) {
 		filled = total ? (int)((double)bar * (double)done / (double)total) : 0;
@@ -196,7 +240,7 @@ static void on_message(sm_log_level level, const char *text, void *payload)
 		return;
 	if (p->drawn && !p->finished)
 		fputs("\r\033[K", stderr);
-	fprintf(stderr, "skillmeat: %s%s\n", level == SM_LOG_WARN ? "warning: " : "", text);
+	write_line(level == SM_LOG_WARN ? "skillmeat: warning: " : "skillmeat: ", text);
 }
 
 void cli_callbacks_init(sm_callbacks *callbacks, cli_progress *progress,

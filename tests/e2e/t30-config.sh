@@ -160,7 +160,7 @@ add_fails "name with newline" 2 "invalid vault name 'a\x0ab'" $'a\nb' local "$V/
 check "error with newline stays one line" test "$(wc -l <"$ERR")" -eq 1
 add_fails "unknown type" 2 "known types: local" other ftp "$V/new"
 add_fails "local with --region" 2 "do not apply to a local vault" other local "$V/new" --region eu
-add_fails "empty location" 2 "must not be empty" other local ""
+add_fails "empty location" 2 "must be a non-empty path" other local ""
 add_fails "existing name" 4 "archive" archive local "$V/new"
 add_fails "two arguments" 2 "expected 3 arguments, got 2" other local
 add_fails "unknown option" 2 "--colour" other local "$V/new" --colour

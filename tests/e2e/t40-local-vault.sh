@@ -429,6 +429,6 @@ expect_err "ls --force exits 2" 2 "does not apply"
 sm vault pull
 expect_err "pull without id exits 2" 2 "expected 1 argument, got 0"
 sm vault push "$B/alpha.skillmeat-pack" --vault
-expect_err "push --vault without value exits 2" 2 "invalid option"
+expect_err "push --vault without value exits 2" 2 "option '--vault' needs a value"
 
 finish

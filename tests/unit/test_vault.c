@@ -38,7 +38,7 @@ static int fake_open(sm_vault *self)
 	return fv->open_rc;
 }
 
-static int fake_push(sm_vault *self, const char *path, sm_record *record, sm_push_opts *opts)
+static int fake_push(sm_vault *self, int fd, sm_record *record, sm_push_opts *opts)
 {
 	fake_vault *fv = (fake_vault *)self;
 	int rc;
@@ -51,6 +51,33 @@ static int fake_push(sm_vault *self, const char *path, sm_record *record, sm_pus
 	}
 	fv->commits_allowed++;
 	return 0;
+}
+
+static int fake_new(sm_vault **out, const sm_vault_config *config, const sm_callbacks *cb);
+
+/* Set by a test: a file that swapping_push renames over `swap_target` first. */
+static const char *swap_source, *swap_target;
+static unsigned char pushed_sha256[32];
+
+/* Hashes what the connector receives, after swapping the path if asked. */
+static int swapping_push(sm_vault *self, int fd, sm_record *record, sm_push_opts *opts)
+{
+	int rc;
+
+	if (swap_source)
+		assert_int_equal(rename(swap_source, swap_target), 0);
+	rc = sm_copy_hash(fd, -1, pushed_sha256, NULL, NULL, NULL);
+	if (!rc && opts->before_commit)
+		rc = opts->before_commit(opts->payload);
+	return rc;
+}
+
+static int swapping_new(sm_vault **out, const sm_vault_config *config, const sm_callbacks *cb)
+{
+	int rc = fake_new(out, config, cb);
+
+	(*out)->push = swapping_push;
+	return rc;
 }
 
 static int fake_pull(sm_vault *self, const char *id, int fd, sm_record **out)
@@ -285,6 +312,42 @@ static void push_tampered_bundle_never_commits(void **state)
 	free(bundle);
 }
 
+static void push_copies_the_verified_file(void **state)
+{
+	sm_vault_config config = make_config("team", "swap", 0);
+	sm_vault *vault = NULL;
+	char *fixture = fixture_bundle(), *tampered = tampered_copy();
+	char *path = strdup("/tmp/skillmeat-test-swap-XXXXXX");
+	unsigned char expected[32];
+	char *data = NULL;
+	size_t len;
+	FILE *f;
+
+	/* push a copy of the fixture; the connector swaps in a tampered file */
+	close(mkstemp(path));
+	assert_int_equal(sm_read_file(fixture, 1 << 20, &data, &len), 0);
+	f = fopen(path, "wb");
+	fwrite(data, 1, len, f);
+	fclose(f);
+	free(data);
+	assert_int_equal(sm_sha256_file(path, expected, NULL), 0);
+	swap_source = tampered;
+	swap_target = path;
+
+	sm_vault_register("swap", SM_VAULT_ABI_VERSION, swapping_new);
+	assert_int_equal(sm_vault_open(&vault, &config, NULL), 0);
+	assert_int_equal(sm_vault_push(vault, path, NULL, NULL, NULL), 0);
+	assert_memory_equal(pushed_sha256, expected, 32);
+
+	swap_source = swap_target = NULL;
+	sm_vault_close(vault);
+	sm_vault_unregister("swap");
+	unlink(path);
+	free(path);
+	free(tampered);
+	free(fixture);
+}
+
 static void push_rejects_version_with_control_chars(void **state)
 {
 	sm_vault_config config = make_config("team", "fake", 0);
@@ -438,6 +501,7 @@ int main(void)
 		cmocka_unit_test(read_only_vault_refuses_push_and_delete),
 		cmocka_unit_test(push_verified_bundle_reaches_commit),
 		cmocka_unit_test(push_tampered_bundle_never_commits),
+		cmocka_unit_test(push_copies_the_verified_file),
 		cmocka_unit_test(push_rejects_version_with_control_chars),
 		cmocka_unit_test(bundle_id_lowercases_name),
 		cmocka_unit_test(bundle_id_rejects_unsafe_versions),

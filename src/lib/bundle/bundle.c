@@ -426,10 +426,11 @@ int sm_bundle_open(sm_bundle **out, const char *path)
 	int fd, rc;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = sm_open_regular(path, &rc);
 	if (fd < 0)
-		return sm_error_set_errno(errno == ENOENT ? SM_ENOTFOUND : SM_EIO, errno,
-					  "cannot open bundle '%s'", path);
+		return rc == SM_EINVALID
+			? sm_error_set(rc, "invalid bundle '%s': not a regular file", path)
+			: sm_error_wrap(rc, "cannot open bundle");
 	if (fstat(fd, &sb) != 0) {
 		rc = sm_error_set_errno(SM_EIO, errno, "cannot open bundle '%s'", path);
 		goto done;
@@ -482,6 +483,11 @@ done:
 const sm_manifest *sm_bundle_manifest(const sm_bundle *bundle)
 {
 	return &bundle->manifest;
+}
+
+int sm_bundle_fd(const sm_bundle *bundle)
+{
+	return bundle->fd;
 }
 
 uint64_t sm_bundle_archive_size(const sm_bundle *bundle)

@@ -53,6 +53,23 @@ int sm_error_set_errno(int code, int errnum, const char *fmt, ...)
 	return code;
 }
 
+int sm_error_wrap(int code, const char *fmt, ...)
+{
+	char previous[sizeof(message)];
+	size_t len;
+	va_list ap;
+
+	/* the old text is copied first because the new one overwrites it */
+	memcpy(previous, message, sizeof(previous));
+	va_start(ap, fmt);
+	format_message(fmt, ap);
+	va_end(ap);
+	len = strlen(message);
+	snprintf(message + len, sizeof(message) - len, ": %s", previous);
+	last_code = code;
+	return code;
+}
+
 void sm_error_clear(void)
 {
 	message[0] = '\0';

@@ -17,6 +17,31 @@
  * small enough to keep the resident set a few MiB. */
 #define COPY_CHUNK (1024 * 1024)
 
+int sm_open_regular(const char *path, int *rc)
+{
+	struct stat st;
+	int fd, flags;
+
+	/* O_NONBLOCK keeps a FIFO from blocking the open; it is cleared after */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		*rc = sm_error_set_errno(errno == ENOENT ? SM_ENOTFOUND :
+					 errno == EACCES || errno == EPERM ? SM_EREADONLY : SM_EIO,
+					 errno, "cannot open '%s'", path);
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		*rc = sm_error_set(SM_EINVALID, "'%s' is not a regular file", path);
+		return -1;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags >= 0)
+		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	*rc = 0;
+	return fd;
+}
+
 int sm_read_file(const char *path, size_t max, char **out, size_t *len)
 {
 	sm_buf buf = SM_BUF_INIT(max);
@@ -25,10 +50,9 @@ int sm_read_file(const char *path, size_t max, char **out, size_t *len)
 	ssize_t n;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = sm_open_regular(path, &rc);
 	if (fd < 0)
-		return sm_error_set_errno(errno == ENOENT ? SM_ENOTFOUND : SM_EIO, errno,
-					  "cannot open '%s'", path);
+		return rc;
 	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
@@ -276,8 +300,8 @@ int sm_copy_hash(int in, int out, unsigned char sha256[32], uint64_t *bytes,
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	char *chunk = malloc(COPY_CHUNK);
-	off_t offset = lseek(in, 0, SEEK_CUR);
-	int use_cfr = out >= 0 && offset >= 0;
+	off_t offset = 0;
+	int use_cfr = out >= 0;
 	uint64_t total = 0;
 	int rc = 0;
 	ssize_t n;
@@ -286,8 +310,12 @@ int sm_copy_hash(int in, int out, unsigned char sha256[32], uint64_t *bytes,
 		rc = sm_error_set(SM_ENOMEM, "cannot set up SHA-256");
 		goto done;
 	}
-	/* each chunk is read once for the hash; the copy reuses the page cache */
-	while ((n = read(in, chunk, COPY_CHUNK)) != 0) {
+	/*
+	 * pread leaves the descriptor's offset alone, so another thread may
+	 * read the same descriptor. Each chunk is read once for the hash and
+	 * the copy reuses the page cache.
+	 */
+	while ((n = pread(in, chunk, COPY_CHUNK, offset)) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

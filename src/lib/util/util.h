@@ -55,6 +55,13 @@ void sm_time_iso8601(int64_t seconds, char out[32]);
 void sm_hex(const unsigned char *digest, size_t len, char *out);
 
 /*
+ * Opens a regular file for reading without blocking on a FIFO. Returns the
+ * descriptor, or -1 with *rc set: SM_ENOTFOUND, SM_EREADONLY (permission
+ * denied), SM_EINVALID (not a regular file) or SM_EIO.
+ */
+int sm_open_regular(const char *path, int *rc);
+
+/*
  * Reads a whole file into a new NUL-terminated buffer. Files larger than
  * `max` bytes fail with SM_EINVALID; a missing file with SM_ENOTFOUND.
  */
@@ -93,9 +100,11 @@ void sm_unlock(int fd);
 typedef void (*sm_copy_progress)(uint64_t done, void *payload);
 
 /*
- * Copies everything from `in` (read from its current offset to EOF) to
- * `out`, computing the SHA-256 of the bytes in the same pass: each chunk
- * is read once, hashed, and written. `*bytes` receives the count.
+ * Copies everything from `in` (from offset 0 to EOF, with pread, so the
+ * descriptor's own offset is untouched) to `out` at its current offset,
+ * computing the SHA-256 in the same pass: each chunk is read once,
+ * hashed, and written. `out` may be -1 to only hash. `*bytes` receives
+ * the count.
  */
 int sm_copy_hash(int in, int out, unsigned char sha256[32], uint64_t *bytes,
 		 sm_copy_progress progress, void *payload);

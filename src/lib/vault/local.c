@@ -67,6 +67,12 @@ static char *metadata_path(const local_vault *lv, const char *id)
 	return sm_asprintf("%s/%s.json", lv->metadata_dir, id);
 }
 
+/* The record of a push in progress: hidden, so never listed as metadata. */
+static char *pending_path(const local_vault *lv, const char *id)
+{
+	return sm_asprintf("%s/.%s.json.pending", lv->metadata_dir, id);
+}
+
 /* Reads metadata/<id>.json. SM_ENOTFOUND when the bundle is not stored. */
 static int read_metadata(const local_vault *lv, const char *id, json_t **out)
 {
@@ -284,6 +290,24 @@ static int write_index(const local_vault *lv, json_t *index)
  * rebuilt index is written back; readers write back only when they can
  * take the lock.
  */
+/*
+ * Refuses to rebuild the index when metadata/ itself is gone but index.json
+ * is not: rebuilding would replace the only remaining list with an empty
+ * one. A vault that never had bundles has neither.
+ */
+static int check_metadata_dir(const local_vault *lv)
+{
+	struct stat st;
+
+	if (stat(lv->metadata_dir, &st) == 0 || errno != ENOENT)
+		return 0;
+	if (stat(lv->index_path, &st) != 0 || st.st_size <= 2)
+		return 0;
+	return sm_error_set(SM_EINTEGRITY, "vault '%s' has an index.json but no metadata directory "
+			    "'%s'; restore it from a backup, since the metadata files are the record "
+			    "of what the vault holds", lv->config->name, lv->metadata_dir);
+}
+
 static int current_index(const local_vault *lv, int locked, json_t **out)
 {
 	char **ids = NULL;
@@ -297,6 +321,8 @@ static int current_index(const local_vault *lv, int locked, json_t **out)
 		return rc;
 	rc = load_index_if_fresh(lv, ids, count, out, &why);
 	if (rc || *out)
+		goto done;
+	if ((rc = check_metadata_dir(lv)) != 0)
 		goto done;
 
 	rc = rebuild_index(lv, ids, count, out);
@@ -368,18 +394,14 @@ static void report_progress(uint64_t done, void *payload)
 }
 
 /* Copies `src_path` into a new temporary file beside `dest`, hashing it. */
-static int stage_copy(const local_vault *lv, const char *src_path, const char *dest,
+static int stage_copy(const local_vault *lv, int in, const char *dest,
 		      char **tmp, unsigned char sha256[32], uint64_t *size)
 {
 	progress_state state = { lv, 0 };
 	struct stat st;
-	int in, out = -1, rc;
+	int out = -1, rc;
 
 	*tmp = NULL;
-	in = open(src_path, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
-		return sm_error_set_errno(errno == ENOENT ? SM_ENOTFOUND : SM_EIO, errno,
-					  "cannot open '%s'", src_path);
 	if (fstat(in, &st) == 0)
 		state.total = (uint64_t)st.st_size;
 	rc = sm_tmpfile_beside(dest, 0644, tmp, &out);
@@ -391,7 +413,6 @@ static int stage_copy(const local_vault *lv, const char *src_path, const char *d
 	if (!rc && fsync(out) != 0)
 		rc = sm_error_set_errno(SM_EIO, errno, "cannot sync '%s'", *tmp);
 done:
-	close(in);
 	if (out >= 0)
 		close(out);
 	if (rc && *tmp) {
@@ -434,6 +455,77 @@ static void remove_stale_temps(const local_vault *lv, const char *dir_path)
 	if (removed)
 		notify(lv, SM_LOG_DEBUG, "removed %d abandoned temporary file%s from '%s'",
 		       removed, removed == 1 ? "" : "s", dir_path);
+}
+
+/* Reads a record file; SM_ENOTFOUND when it does not exist. */
+static int read_record_file(const char *path, const char *id, sm_record **out)
+{
+	char *text = NULL;
+	size_t len;
+	int rc = sm_read_file(path, SM_RECORD_MAX_BYTES, &text, &len);
+
+	*out = NULL;
+	if (!rc)
+		rc = sm_record_parse(text, len, path, out);
+	free(text);
+	if (!rc && strcmp((*out)->bundle_id, id) != 0) {
+		sm_record_free(*out);
+		*out = NULL;
+		rc = sm_error_set(SM_EINTEGRITY, "record '%s' does not name bundle '%s'", path, id);
+	}
+	return rc;
+}
+
+/*
+ * Finishes or discards what killed pushes left: a pending record whose
+ * SHA-256 matches the stored data becomes the metadata (the push had
+ * replaced the data already), and any other pending record is removed.
+ * Runs under the vault lock, so no live push owns a pending file.
+ */
+static void settle_pending(const local_vault *lv)
+{
+	DIR *dir = opendir(lv->metadata_dir);
+	struct dirent *entry;
+
+	if (!dir)
+		return;
+	while ((entry = readdir(dir)) != NULL) {
+		size_t len = strlen(entry->d_name);
+		char *id, *pending = NULL, *meta = NULL, *data = NULL;
+		const char *want;
+		sm_record *record = NULL;
+		unsigned char digest[32];
+		char hex[65] = "";
+
+		if (entry->d_name[0] != '.' || len < 15 ||
+		    strcmp(entry->d_name + len - 13, ".json.pending") != 0)
+			continue;
+		id = sm_strndup(entry->d_name + 1, len - 14);
+		if (!id)
+			break;
+		pending = pending_path(lv, id);
+		meta = metadata_path(lv, id);
+		data = data_path(lv, id);
+		if (sm_bundle_id_valid(id) && pending && meta && data &&
+		    read_record_file(pending, id, &record) == 0 &&
+		    (want = sm_record_metadata_get(record, "sha256")) != NULL &&
+		    sm_sha256_file(data, digest, NULL) == 0) {
+			sm_hex(digest, 32, hex);
+			if (strcmp(hex, want) == 0 && rename(pending, meta) == 0) {
+				sm_fsync_parent(meta);
+				notify(lv, SM_LOG_WARN, "completed the interrupted push of '%s' in vault '%s'",
+				       id, lv->config->name);
+			}
+		}
+		if (pending)
+			unlink(pending); /* already gone when it was promoted */
+		sm_record_free(record);
+		free(id);
+		free(pending);
+		free(meta);
+		free(data);
+	}
+	closedir(dir);
 }
 
 /* Decides what to do about an id that is already stored. */
@@ -493,11 +585,11 @@ static int check_existing(const local_vault *lv, sm_record *record, const char *
 			    record->bundle_id, lv->config->name);
 }
 
-static int local_push(sm_vault *self, const char *bundle_path, sm_record *record,
+static int local_push(sm_vault *self, int bundle_fd, sm_record *record,
 		      sm_push_opts *opts)
 {
 	local_vault *lv = (local_vault *)self;
-	char *dest = NULL, *meta = NULL, *tmp = NULL, *text = NULL;
+	char *dest = NULL, *meta = NULL, *pending = NULL, *tmp = NULL, *text = NULL;
 	json_t *object = NULL, *index = NULL;
 	unsigned char digest[32];
 	char sha_hex[65], now[32];
@@ -509,13 +601,14 @@ static int local_push(sm_vault *self, const char *bundle_path, sm_record *record
 		return rc;
 	dest = data_path(lv, record->bundle_id);
 	meta = metadata_path(lv, record->bundle_id);
-	if (!dest || !meta) {
+	pending = pending_path(lv, record->bundle_id);
+	if (!dest || !meta || !pending) {
 		rc = SM_ENOMEM;
 		goto done;
 	}
 
 	/* stage the data outside the lock: the copy is the slow part */
-	rc = stage_copy(lv, bundle_path, dest, &tmp, digest, &size);
+	rc = stage_copy(lv, bundle_fd, dest, &tmp, digest, &size);
 	if (rc)
 		goto done;
 	sm_hex(digest, 32, sha_hex);
@@ -539,10 +632,12 @@ static int local_push(sm_vault *self, const char *bundle_path, sm_record *record
 	remove_stale_temps(lv, lv->bundles_dir);
 	remove_stale_temps(lv, lv->metadata_dir);
 	remove_stale_temps(lv, lv->root);
+	settle_pending(lv);
 	rc = check_existing(lv, record, sha_hex, opts->force, &identical, &exists);
 	if (rc)
 		goto done;
-	if (identical) {
+	/* --force always rewrites, which also repairs data damaged in place */
+	if (identical && !opts->force) {
 		opts->unchanged = 1;
 		goto done;
 	}
@@ -550,29 +645,36 @@ static int local_push(sm_vault *self, const char *bundle_path, sm_record *record
 	rc = current_index(lv, 1, &index);
 	if (rc)
 		goto done;
-	if (exists && unlink(meta) == 0) {
-		/* unlisted while its data changes, so no reader sees a mismatch */
-		sm_fsync_parent(meta);
-	}
-
-	/* data, then metadata, then index */
-	if (rename(tmp, dest) != 0) {
-		rc = sm_error_set_errno(SM_EIO, errno, "cannot rename to '%s'", dest);
-		goto done;
-	}
-	free(tmp);
-	tmp = NULL;
-	if ((rc = sm_fsync_parent(dest)) != 0)
-		goto done;
-
+	/*
+	 * The new record goes to a hidden pending file first, then the data
+	 * replaces the old data, then the pending file replaces the metadata.
+	 * A reader that finds data and metadata disagreeing (a concurrent or
+	 * killed push) checks the pending record too, and a later push
+	 * settles what a killed one left, so the old version is never unlisted.
+	 */
 	object = sm_record_to_json(record);
 	text = object ? json_dumps(object, JSON_INDENT(2)) : NULL;
 	if (!text) {
 		rc = sm_error_set(SM_ENOMEM, "cannot serialise the metadata");
 		goto done;
 	}
-	rc = sm_write_file_atomic(meta, text, strlen(text), 0644);
+	rc = sm_write_file_atomic(pending, text, strlen(text), 0644);
 	if (rc)
+		goto done;
+	if (rename(tmp, dest) != 0) {
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot rename to '%s'", dest);
+		unlink(pending);
+		goto done;
+	}
+	free(tmp);
+	tmp = NULL;
+	if ((rc = sm_fsync_parent(dest)) != 0)
+		goto done;
+	if (rename(pending, meta) != 0) {
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot rename to '%s'", meta);
+		goto done;
+	}
+	if ((rc = sm_fsync_parent(meta)) != 0)
 		goto done;
 
 	json_object_set(index, record->bundle_id, object);
@@ -587,6 +689,7 @@ done:
 	json_decref(index);
 	free(dest);
 	free(meta);
+	free(pending);
 	return rc;
 }
 
@@ -610,9 +713,61 @@ static int local_get_metadata(sm_vault *self, const char *bundle_id, sm_record *
 	return rc;
 }
 
-static int local_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **out)
+/* Returns 1 when the bytes (SHA-256 `hex`, `size`) are those `record` names. */
+static int record_matches(const sm_record *record, const char *hex, uint64_t size)
 {
-	local_vault *lv = (local_vault *)self;
+	const char *expected = sm_record_metadata_get(record, "sha256");
+
+	return (!record->size_bytes || record->size_bytes == size) &&
+	       (!expected || strcmp(expected, hex) == 0);
+}
+
+/*
+ * Looks for the record of bytes that a concurrent or killed push wrote:
+ * the pending record, then the metadata file read again. Returns NULL when
+ * neither names these bytes.
+ */
+static sm_record *find_matching_record(const local_vault *lv, const char *id,
+				       const char *hex, uint64_t size)
+{
+	/* pending first: a push renames it over the metadata, so one of the two
+	 * reads sees the newer record whatever moment the rename happens */
+	char *paths[2] = { pending_path(lv, id), metadata_path(lv, id) };
+	sm_record *found = NULL;
+
+	for (size_t i = 0; i < 2 && !found; i++) {
+		sm_record *candidate = NULL;
+
+		if (paths[i] && read_record_file(paths[i], id, &candidate) == 0 &&
+		    sm_record_metadata_get(candidate, "sha256") &&
+		    record_matches(candidate, hex, size))
+			found = candidate;
+		else
+			sm_record_free(candidate);
+	}
+	free(paths[0]);
+	free(paths[1]);
+	return found;
+}
+
+/* Returns 1 when `path` no longer names the file open as `in`. */
+static int replaced_since_open(const char *path, int in)
+{
+	struct stat now, opened;
+
+	if (stat(path, &now) != 0 || fstat(in, &opened) != 0)
+		return 1;
+	return now.st_dev != opened.st_dev || now.st_ino != opened.st_ino;
+}
+
+/*
+ * Copies the data of `bundle_id` to `fd` once and checks it against its
+ * record. Sets *replaced when a mismatch coincides with the data file being
+ * replaced, which a concurrent push does; the caller then tries again.
+ */
+static int pull_once(local_vault *lv, const char *bundle_id, int fd, sm_record **out,
+		     int *replaced)
+{
 	progress_state state = { lv, 0 };
 	sm_record *record = NULL;
 	unsigned char digest[32];
@@ -623,7 +778,8 @@ static int local_pull(sm_vault *self, const char *bundle_id, int fd, sm_record *
 	int in = -1, rc;
 
 	*out = NULL;
-	rc = local_get_metadata(self, bundle_id, &record);
+	*replaced = 0;
+	rc = local_get_metadata(&lv->parent, bundle_id, &record);
 	if (rc)
 		return rc;
 	path = data_path(lv, bundle_id);
@@ -646,10 +802,21 @@ static int local_pull(sm_vault *self, const char *bundle_id, int fd, sm_record *
 	if (rc)
 		goto done;
 	sm_hex(digest, 32, hex);
+	if (!record_matches(record, hex, size)) {
+		/* a push replacing this id may have changed the data meanwhile */
+		sm_record *newer = find_matching_record(lv, bundle_id, hex, size);
+
+		if (newer) {
+			sm_record_free(record);
+			record = newer;
+		} else {
+			*replaced = replaced_since_open(path, in);
+		}
+	}
 	if (record->size_bytes && size != record->size_bytes) {
-		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' has %llu bytes, its metadata "
-				  "says %llu", bundle_id, lv->config->name, (unsigned long long)size,
-				  (unsigned long long)record->size_bytes);
+		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' is corrupt: it has %llu bytes, "
+				  "its metadata says %llu", bundle_id, lv->config->name,
+				  (unsigned long long)size, (unsigned long long)record->size_bytes);
 		goto done;
 	}
 	expected = sm_record_metadata_get(record, "sha256");
@@ -665,6 +832,26 @@ done:
 		close(in);
 	free(path);
 	sm_record_free(record);
+	return rc;
+}
+
+/* Pushes that replace the same id this many times during one pull make it fail. */
+#define PULL_ATTEMPTS 5
+
+static int local_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **out)
+{
+	local_vault *lv = (local_vault *)self;
+	int rc, replaced = 0;
+
+	for (int attempt = 0; attempt < PULL_ATTEMPTS; attempt++) {
+		if (attempt && (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0))
+			return sm_error_set_errno(SM_EIO, errno, "cannot rewind the output file");
+		rc = pull_once(lv, bundle_id, fd, out, &replaced);
+		if (rc != SM_EINTEGRITY || !replaced)
+			break;
+		notify(lv, SM_LOG_DEBUG, "bundle '%s' changed while it was read; reading it again",
+		       bundle_id);
+	}
 	return rc;
 }
 

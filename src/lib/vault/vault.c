@@ -329,6 +329,28 @@ done:
 	return 0;
 }
 
+/*
+ * Rejects a bundle whose record would exceed what readers accept, so a
+ * push never stores metadata that pull and info then refuse. The margin
+ * covers the fields the connector adds (upload time, path, SHA-256).
+ */
+static int check_record_size(const sm_record *record)
+{
+	json_t *object = sm_record_to_json(record);
+	char *text = object ? json_dumps(object, JSON_INDENT(2)) : NULL;
+	size_t len = text ? strlen(text) : 0;
+
+	json_decref(object);
+	free(text);
+	if (!len)
+		return sm_error_set(SM_ENOMEM, "cannot serialise the record");
+	if (len > SM_RECORD_MAX_BYTES - 8192)
+		return sm_error_set(SM_EINVALID, "the bundle's description, author and tags take %zu bytes "
+				    "in the vault record, more than the limit of %d bytes; shorten them",
+				    len, SM_RECORD_MAX_BYTES - 8192);
+	return 0;
+}
+
 int sm_vault_push(sm_vault *vault, const char *bundle_path, const char *version,
 		  sm_push_opts *opts, sm_record **out)
 {
@@ -352,6 +374,8 @@ int sm_vault_push(sm_vault *vault, const char *bundle_path, const char *version,
 	rc = record_from_manifest(sm_bundle_manifest(bundle),
 				  version ? version : sm_bundle_manifest(bundle)->bundle_version,
 				  sm_bundle_archive_size(bundle), &record);
+	if (!rc)
+		rc = check_record_size(record);
 	if (rc)
 		goto done;
 
@@ -367,7 +391,8 @@ int sm_vault_push(sm_vault *vault, const char *bundle_path, const char *version,
 	push_opts.payload = &job;
 
 	push_opts.unchanged = 0;
-	rc = vault->push(vault, bundle_path, record, &push_opts);
+	/* copy from the descriptor that was verified, never from the path again */
+	rc = vault->push(vault, sm_bundle_fd(bundle), record, &push_opts);
 	if (opts)
 		opts->unchanged = push_opts.unchanged;
 	/* the connector may fail before reaching the gate: still join the thread */
@@ -405,15 +430,15 @@ static int verify_pulled(const char *path, const sm_record *record)
 	int rc = sm_bundle_open(&bundle, path);
 
 	if (rc) {
-		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in the vault is damaged: %s",
-				  record->bundle_id, sm_error_message());
+		rc = sm_error_wrap(SM_EINTEGRITY, "bundle '%s' in the vault is damaged",
+				   record->bundle_id);
 		goto done;
 	}
 	rc = verify_naming_problem(bundle);
 	if (rc) {
 		if (rc == SM_EINTEGRITY)
-			sm_error_set(rc, "bundle '%s' in the vault failed verification: %s",
-				     record->bundle_id, sm_error_message());
+			sm_error_wrap(rc, "bundle '%s' in the vault failed verification",
+				      record->bundle_id);
 		goto done;
 	}
 	if (*record->bundle_hash &&
@@ -433,7 +458,7 @@ int sm_vault_pull(sm_vault *vault, const char *bundle_id, const char *out_dir,
 	char *dest = NULL, *tmp = NULL, *name = NULL;
 	sm_record *record = NULL;
 	struct stat st;
-	int fd = -1, rc;
+	int fd = -1, found = 0, rc;
 
 	if (out_path)
 		*out_path = NULL;
@@ -441,6 +466,16 @@ int sm_vault_pull(sm_vault *vault, const char *bundle_id, const char *out_dir,
 		return rc;
 	if (!sm_bundle_id_valid(bundle_id))
 		return sm_error_set(SM_EINVALID, "invalid bundle id '%s'", bundle_id);
+	if (!*out_dir || sm_has_control_chars(out_dir))
+		return sm_error_set(SM_EINVALID, "invalid output directory '%s'", out_dir);
+
+	/* a missing bundle must not leave a new output directory behind */
+	rc = vault->exists(vault, bundle_id, &found);
+	if (!rc && !found)
+		rc = sm_error_set(SM_ENOTFOUND, "bundle '%s' not found in the vault; run 'skillmeat "
+				  "vault ls' to see what it holds", bundle_id);
+	if (rc)
+		return rc;
 	if ((rc = sm_mkdir_p(out_dir, 0755)) != 0)
 		return rc;
 	name = sm_asprintf("%s.skillmeat-pack", bundle_id);
