@@ -1454,7 +1454,7 @@ static int walk_dotted_key(struct parser *p, toml_table *table, const struct key
 	for (size_t i = 0; i + 1 < path->len; i++) {
 		const struct key_part *part = &path->parts[i];
 		toml_entry *entry = toml_table_getn(table, part->text, part->len);
-		toml_table *child;
+		toml_table *child = NULL;
 		int rc;
 
 		if (!entry) {
