@@ -452,11 +452,28 @@ done:
 	return rc;
 }
 
+/* An fsync() run in a second thread; `error` is its errno, or 0. */
+typedef struct sync_job {
+	int fd;
+	int error;
+} sync_job;
+
+static void *fsync_thread(void *arg)
+{
+	sync_job *job = arg;
+
+	job->error = fsync(job->fd) == 0 ? 0 : errno;
+	return NULL;
+}
+
 int sm_vault_pull(sm_vault *vault, const char *bundle_id, const char *out_dir,
 		  int force, char **out_path)
 {
 	char *dest = NULL, *tmp = NULL, *name = NULL;
 	sm_record *record = NULL;
+	sync_job syncing = { -1, 0 };
+	pthread_t sync_thread;
+	int sync_started;
 	struct stat st;
 	int fd = -1, found = 0, rc;
 
@@ -495,11 +512,17 @@ int sm_vault_pull(sm_vault *vault, const char *bundle_id, const char *out_dir,
 	rc = vault->pull(vault, bundle_id, fd, &record);
 	if (rc)
 		goto done;
-	if (fsync(fd) != 0) {
-		rc = sm_error_set_errno(SM_EIO, errno, "cannot sync '%s'", tmp);
-		goto done;
-	}
+
+	/* the disk flush and the verification overlap: both take about as long */
+	syncing.fd = fd;
+	sync_started = pthread_create(&sync_thread, NULL, fsync_thread, &syncing) == 0;
+	if (!sync_started)
+		fsync_thread(&syncing);
 	rc = verify_pulled(tmp, record);
+	if (sync_started)
+		pthread_join(sync_thread, NULL);
+	if (!rc && syncing.error)
+		rc = sm_error_set_errno(SM_EIO, syncing.error, "cannot sync '%s'", tmp);
 	if (rc)
 		goto done;
 
