@@ -11,7 +11,7 @@ head -c $((48 * 1024 * 1024)) /dev/urandom > skills/big/blob.bin
   -o big.skillmeat-pack >/dev/null
 "$SM" vault add team local "$TMP/vault" --set-default >/dev/null
 
-# script(1) gives the command a terminal; its output holds stdout and stderr
+# script(1) gives the command a terminal; its output contains stdout and stderr
 on_tty() { script -qefc "$*" /dev/null; }
 
 start=$(date +%s.%N)
