@@ -378,6 +378,25 @@ else
     "$KC/remove.out" "$KC/vault_remove.out"
 fi
 
+# a locked default collection would need a prompt: fall back instead
+cat >"$TMP/locked-steps.sh" <<EOF
+dbus-send --session --print-reply --dest=org.freedesktop.secrets /org/freedesktop/secrets \\
+  org.freedesktop.Secret.Service.Lock array:objpath:/org/freedesktop/secrets/collection/login >/dev/null || exit 1
+start=\$(date +%s%N)
+printf 'locked-pw\n' | "$SM" vault auth team --username u --password-stdin -v >"$KC/locked.out" 2>"$KC/locked.err"
+echo \$? >"$KC/locked.code"
+echo \$(( (\$(date +%s%N) - start) / 1000000 )) >"$KC/locked.ms"
+EOF
+run timeout 60 "$WITH_KEYRING" bash "$TMP/locked-steps.sh"
+if [ "$CODE" -ne 0 ] || [ ! -e "$KC/locked.code" ]; then
+  not_ok "keyring with a locked collection starts" "with-keyring.sh exited $CODE"
+else
+  echo "time: store with a locked keychain fell back in $(cat "$KC/locked.ms") ms"
+  check "locked keychain store exits 0" test "$(cat "$KC/locked.code")" -eq 0
+  check "locked keychain falls back to the sealed file" grep -q "in the sealed file" "$KC/locked.out"
+  check "locked keychain fallback says why" grep -q "default keychain collection is locked" "$KC/locked.err"
+fi
+
 # --- secrets never leak: every command, then every file and argv ---
 
 export SKILLMEAT_HOME="$TMP/leakhome"
