@@ -22,7 +22,7 @@
 #include "cli.h"
 #include "skillmeat/credentials.h"
 
-/* Longest password read from a prompt or standard input, in bytes. */
+/* Maximum length of a password read from a prompt or standard input, in bytes. */
 #define PASSWORD_MAX 4096
 
 static const char auth_usage[] =

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end tests of vault credentials: `vault auth`, the sealed file in
-# both key modes, the fallback without a Secret Service, the keychain on a
-# private gnome-keyring, per-vault isolation, concurrent writers, and a
-# sweep that looks for secret values wherever they must never appear.
+# both key modes, and the fallback without a Secret Service. The keychain
+# runs on a private gnome-keyring. Further sections cover per-vault
+# isolation, concurrent writers, and a sweep that looks for secret values
+# in every output, file and argv where they must never appear.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LOOKUP="$BUILD/tests/cred_lookup"

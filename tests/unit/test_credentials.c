@@ -349,7 +349,7 @@ static void sealed_missing_key_file_fails_with_enotfound(void **state)
 	assert_int_not_equal(access(f->key, F_OK), 0);
 }
 
-static void sealed_readable_file_is_refused(void **state)
+static void sealed_readable_file_is_rejected(void **state)
 {
 	fixture *f = *state;
 	sm_credentials *c = NULL;
@@ -360,7 +360,7 @@ static void sealed_readable_file_is_refused(void **state)
 	assert_non_null(strstr(sm_error_message(), "chmod 600"));
 }
 
-static void sealed_key_mode_refuses_a_passphrase(void **state)
+static void sealed_key_mode_rejects_passphrase(void **state)
 {
 	fixture *f = *state;
 	sm_credentials *c = NULL;
@@ -463,8 +463,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(sealed_flipped_header_byte_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(sealed_truncated_file_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(sealed_missing_key_file_fails_with_enotfound, setup, teardown),
-		cmocka_unit_test_setup_teardown(sealed_readable_file_is_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(sealed_key_mode_refuses_a_passphrase, setup, teardown),
+		cmocka_unit_test_setup_teardown(sealed_readable_file_is_rejected, setup, teardown),
+		cmocka_unit_test_setup_teardown(sealed_key_mode_rejects_passphrase, setup, teardown),
 		cmocka_unit_test_setup_teardown(store_rejects_env_and_empty_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(forced_keychain_without_bus_is_unsupported, setup, teardown),
 		cmocka_unit_test_setup_teardown(automatic_store_without_bus_uses_file, setup, teardown),

@@ -193,7 +193,7 @@ static void note_fallback(const context *ctx, const char *reason)
 	cb->message(SM_LOG_DEBUG, text, cb->payload);
 }
 
-/* Returns 1 when the keychain may be used by this call and answers. */
+/* Returns 1 when this call may use the keychain and the Secret Service responds. */
 static int keychain_usable(const context *ctx, char *reason, size_t size)
 {
 	if (ctx->opts->store != SM_CRED_STORE_NONE && ctx->opts->store != SM_CRED_STORE_KEYCHAIN)

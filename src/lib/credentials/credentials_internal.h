@@ -6,10 +6,10 @@
 
 #include "skillmeat/credentials.h"
 
-/* Largest value of one field, in bytes. */
+/* Maximum length of one field value, in bytes. */
 #define SM_CRED_VALUE_MAX 65536
 
-/* Largest sealed file read, in bytes. */
+/* Maximum size of the sealed file, in bytes. */
 #define SM_CRED_FILE_MAX (4u * 1024 * 1024)
 
 /*
@@ -32,7 +32,7 @@ void sm_secret_array_free(char *values[SM_CRED_NFIELDS]);
  */
 int sm_cred_passphrase(const char *passphrase_file, char **out);
 
-/* What the sealed file holds for one vault. */
+/* Existence and key mode of the sealed file. */
 typedef struct sm_sealed_info {
 	int exists;        /* the file exists */
 	int passphrase;    /* it is sealed with a passphrase */
@@ -57,7 +57,7 @@ int sm_sealed_update(const char *home, const char *passphrase, const char *vault
 		     const char *const values[SM_CRED_NFIELDS], int remove, int *changed);
 
 /*
- * Connects to the Secret Service. Returns 1 when it answers and its default
+ * Connects to the Secret Service. Returns 1 when it responds and its default
  * collection is unlocked, else 0 with a short reason in `reason`. Gives up
  * after a short D-Bus timeout.
  */
