@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libzip-dev libjansson-dev libssl-dev zlib1g-dev
-  libcmocka-dev
+  libsodium-dev libsecret-1-dev
+  libcmocka-dev gnome-keyring dbus dbus-daemon libsecret-tools
   python3 zip unzip hyperfine time bsdutils
 )
 

@@ -114,6 +114,9 @@ void cli_progress_end(cli_progress *progress);
 
 int cli_run_bundle(cli_context *ctx, int argc, char **argv);
 int cli_run_vault(cli_context *ctx, int argc, char **argv);
+/* skillmeat vault auth, in cmd_auth.c. */
+int cli_run_auth(cli_context *ctx, int argc, char **argv);
+extern const cli_command cli_auth_command;
 
 /* Runs the command named argv[0] from `commands`, or prints the group's help. */
 int cli_dispatch(cli_context *ctx, const char *group, const cli_command *commands,

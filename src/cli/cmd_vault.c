@@ -1,4 +1,5 @@
 /* skillmeat vault add | list | remove | set-default | auth | push | pull | ls | info | delete */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "skillmeat/credentials.h"
 #include "util/util.h"
 #include "vault/record.h"
 
@@ -15,7 +17,6 @@ static int run_add(cli_context *ctx, int argc, char **argv);
 static int run_list(cli_context *ctx, int argc, char **argv);
 static int run_remove(cli_context *ctx, int argc, char **argv);
 static int run_set_default(cli_context *ctx, int argc, char **argv);
-static int run_auth(cli_context *ctx, int argc, char **argv);
 static int run_push(cli_context *ctx, int argc, char **argv);
 static int run_pull(cli_context *ctx, int argc, char **argv);
 static int run_ls(cli_context *ctx, int argc, char **argv);
@@ -30,6 +31,9 @@ static const cli_command commands[] = {
 	  "vault add NAME TYPE LOCATION [--branch B] [--region R] [--prefix P]\n"
 	  "                 [--endpoint-url U] [--set-default] [--read-only]\n\n"
 	  "  TYPE local: LOCATION is a directory (created when missing)\n"
+	  "  TYPE git:   LOCATION is the repository URL; --branch B (default main)\n"
+	  "  TYPE s3:    LOCATION is the bucket; --region, --prefix, --endpoint-url\n"
+	  "  A URL must not contain a password: store it with 'vault auth NAME'.\n"
 	  "  --set-default   make it the vault used without --vault\n"
 	  "  --read-only     refuse push and delete on this vault" },
 	[CMD_LIST] = { "list", run_list, "show configured vaults and the file each comes from",
@@ -38,8 +42,8 @@ static const cli_command commands[] = {
 	  "vault remove NAME" },
 	[CMD_SET_DEFAULT] = { "set-default", run_set_default, "choose the vault used without --vault",
 	  "vault set-default NAME" },
-	[CMD_AUTH] = { "auth", run_auth, "store credentials for a vault",
-	  "vault auth NAME" },
+	[CMD_AUTH] = { "auth", cli_run_auth, "store credentials for a vault",
+	  "vault auth NAME [options]" },
 	[CMD_PUSH] = { "push", run_push, "verify and publish a bundle",
 	  "vault push FILE [--vault V] [--force] [--version X] [--no-progress]\n\n"
 	  "  --version X   version recorded in the vault (default: the bundle's own)\n"
@@ -506,6 +510,61 @@ static void add_setting(sm_kv *settings, size_t *n, const char *key, const char 
 	(*n)++;
 }
 
+/*
+ * Returns 1 when `url` has a password in its user information, as in
+ * "https://user:token@host/repo".
+ */
+static int url_has_password(const char *url)
+{
+	const char *authority = strstr(url, "://");
+	size_t len;
+	const char *at, *colon;
+
+	if (!authority)
+		return 0;
+	authority += 3;
+	len = strcspn(authority, "/?#");
+	at = memrchr(authority, '@', len);
+	if (!at)
+		return 0;
+	colon = memchr(authority, ':', (size_t)(at - authority));
+	return colon != NULL;
+}
+
+/*
+ * Checks the location and options of a git or s3 vault. Their connectors
+ * do not exist yet, but the configuration is written so that credentials
+ * can be stored for them. A secret in a URL is rejected without echoing it.
+ */
+static int check_remote_args(cli_context *ctx, const char *name, const char *type,
+			     const char *location, const vault_args *args)
+{
+	int git = strcmp(type, "git") == 0;
+
+	if (git && (args->region || args->prefix || args->endpoint_url))
+		return cli_usage_error(ctx, "--region, --prefix and --endpoint-url do not apply to a "
+				       "git vault");
+	if (!git && args->branch)
+		return cli_usage_error(ctx, "--branch does not apply to an s3 vault");
+	if (url_has_password(location) || (args->endpoint_url && url_has_password(args->endpoint_url)))
+		return cli_usage_error(ctx, "the URL of vault '%s' contains a password; give the URL "
+				       "without it and store the secret with 'skillmeat vault auth "
+				       "%s --username USER --password'", name, name);
+	if (!*location || sm_has_control_chars(location))
+		return cli_usage_error(ctx, "invalid %s '%s': it must be non-empty and without control "
+				       "characters", git ? "repository URL" : "bucket", location);
+	if (!git && strchr(location, '/'))
+		return cli_usage_error(ctx, "invalid bucket '%s': give the bucket name alone and the "
+				       "path inside it with --prefix", location);
+	if ((args->branch && (!*args->branch || sm_has_control_chars(args->branch))) ||
+	    (args->region && sm_has_control_chars(args->region)) ||
+	    (args->prefix && sm_has_control_chars(args->prefix)) ||
+	    (args->endpoint_url && sm_has_control_chars(args->endpoint_url)))
+		return cli_usage_error(ctx, "invalid option value: values must be non-empty and "
+				       "without control characters");
+	return EXIT_OK;
+}
+
 static int run_add(cli_context *ctx, int argc, char **argv)
 {
 	vault_args args;
@@ -562,9 +621,27 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 			goto done;
 		}
 		add_setting(settings, &nsettings, "path", resolved);
+	} else if (strcmp(type, "git") == 0 || strcmp(type, "s3") == 0) {
+		code = check_remote_args(ctx, name, type, location, &args);
+		if (code)
+			goto done;
+		rc = user_file(&config, &path);
+		if (rc) {
+			code = cli_fail(ctx, rc);
+			goto done;
+		}
+		if (strcmp(type, "git") == 0) {
+			add_setting(settings, &nsettings, "url", location);
+			add_setting(settings, &nsettings, "branch", args.branch ? args.branch : "main");
+		} else {
+			add_setting(settings, &nsettings, "bucket", location);
+			add_setting(settings, &nsettings, "region", args.region);
+			add_setting(settings, &nsettings, "prefix", args.prefix);
+			add_setting(settings, &nsettings, "endpoint_url", args.endpoint_url);
+		}
 	} else {
 		types = sm_vault_types();
-		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s", type,
+		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s, git, s3", type,
 				       types ? types : "local");
 		goto done;
 	}
@@ -670,6 +747,25 @@ done:
 	return code;
 }
 
+/* Deletes a removed vault's stored credentials; a failure is only a warning. */
+static void remove_credentials(cli_context *ctx, const char *name, const char *home)
+{
+	sm_callbacks callbacks;
+	cli_progress progress;
+	sm_cred_opts opts = { 0 };
+	int removed = 0;
+
+	cli_callbacks_init(&callbacks, &progress, ctx, "remove");
+	opts.home = home;
+	opts.callbacks = &callbacks;
+	if (sm_credentials_remove(name, &opts, &removed) != 0)
+		fprintf(stderr, "skillmeat: warning: the credentials of vault '%s' were not deleted: "
+			"%s; run 'skillmeat vault auth %s --remove'\n", name, sm_error_message(), name);
+	else if (removed)
+		cli_note(ctx, "deleted %d stored credential field%s of vault '%s'", removed,
+			 removed == 1 ? "" : "s", name);
+}
+
 static int run_remove(cli_context *ctx, int argc, char **argv)
 {
 	vault_args args;
@@ -697,6 +793,8 @@ static int run_remove(cli_context *ctx, int argc, char **argv)
 		code = cli_fail(ctx, rc);
 		goto done;
 	}
+	if (strcmp(vault->type, "local") != 0)
+		remove_credentials(ctx, vault->name, config->home);
 	if (ctx->json) {
 		json_t *result = json_object();
 
@@ -751,50 +849,6 @@ static int run_set_default(cli_context *ctx, int argc, char **argv)
 	} else {
 		cli_note(ctx, "default vault is now '%s' (set in %s)", args.positional[0], file);
 	}
-done:
-	sm_config_free(config);
-	free(args.tags);
-	return code;
-}
-
-static int run_auth(cli_context *ctx, int argc, char **argv)
-{
-	vault_args args;
-	sm_config *config = NULL;
-	const sm_vault_config *vault;
-	int exit_now = 0, code, rc;
-
-	code = parse_args(ctx, CMD_AUTH, " ", 1, 1, argc, argv, &args, &exit_now);
-	if (code || exit_now)
-		goto done;
-	rc = sm_config_load(&config, NULL);
-	if (rc) {
-		code = cli_fail(ctx, rc);
-		goto done;
-	}
-	vault = sm_config_find(config, args.positional[0]);
-	if (!vault) {
-		cli_error(ctx, "vault '%s' not found; run 'skillmeat vault list' to see configured vaults",
-			  args.positional[0]);
-		code = EXIT_NOTFOUND;
-		goto done;
-	}
-	if (strcmp(vault->type, "local") == 0) {
-		if (ctx->json) {
-			json_t *result = json_object();
-
-			json_object_set_new(result, "vault", json_string(vault->name));
-			json_object_set_new(result, "type", json_string(vault->type));
-			json_object_set_new(result, "credentials_needed", json_false());
-			cli_print_json(result);
-		} else {
-			cli_note(ctx, "vault '%s' is a local vault; it needs no credentials", vault->name);
-		}
-		goto done;
-	}
-	cli_error(ctx, "storing credentials for %s vaults is not supported by this version",
-		  vault->type);
-	code = EXIT_ERROR;
 done:
 	sm_config_free(config);
 	free(args.tags);

@@ -186,8 +186,7 @@ static const char *home_of_user(void)
 	return pw && pw->pw_dir && pw->pw_dir[0] ? pw->pw_dir : NULL;
 }
 
-/* SKILLMEAT_HOME, or ~/.skillmeat, as an absolute path. */
-static int find_home(char **out)
+int sm_config_home(char **out)
 {
 	const char *env = getenv("SKILLMEAT_HOME");
 	const char *home;
@@ -580,7 +579,7 @@ int sm_config_load(sm_config **out, const char *cwd)
 	config = calloc(1, sizeof(*config));
 	if (!config)
 		return sm_error_set(SM_ENOMEM, "out of memory");
-	rc = find_home(&config->home);
+	rc = sm_config_home(&config->home);
 	if (rc)
 		goto done;
 	config->user_path = sm_path_join(config->home, "sharing.toml");

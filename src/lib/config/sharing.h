@@ -5,4 +5,7 @@
 /* Largest sharing.toml read or written. */
 #define SM_CONFIG_MAX_BYTES (1024 * 1024)
 
+/* Sets *out to SKILLMEAT_HOME, or ~/.skillmeat, as a new absolute path. */
+int sm_config_home(char **out);
+
 #endif
