@@ -430,7 +430,7 @@ int sm_sealed_lookup(const char *home, const char *passphrase, const char *vault
 	sm_sealed_info local_info;
 	paths p = { 0 };
 	plain pt = { 0 };
-	record r;
+	record r = { 0 };
 	int rc, more;
 
 	for (int i = 0; i < SM_CRED_NFIELDS; i++)
@@ -547,7 +547,7 @@ int sm_sealed_update(const char *home, const char *passphrase, const char *vault
 	sm_sealed_info info;
 	paths p = { 0 };
 	plain pt = { 0 };
-	record r;
+	record r = { 0 };
 	int rc, more, lock_fd = -1, count = 0;
 
 	if (changed)
