@@ -164,6 +164,11 @@ static int read_secret_line(int fd, char **out, const char *what)
 		}
 		if (n == 0 || c == '\n')
 			break;
+		if (c == '\0') {
+			/* C strings would silently cut the password here */
+			rc = sm_error_set(SM_EINVALID, "the password from %s contains a NUL byte", what);
+			break;
+		}
 		if (len == PASSWORD_MAX) {
 			rc = sm_error_set(SM_EINVALID, "the password from %s is longer than %d bytes",
 					  what, PASSWORD_MAX);
@@ -492,6 +497,14 @@ int cli_run_auth(cli_context *ctx, int argc, char **argv)
 	if (!vault && args.remove && sm_vault_name_valid(args.positional[0])) {
 		/* credentials of a vault no longer configured can still be deleted */
 		code = do_remove(ctx, args.positional[0], &opts);
+		goto done;
+	}
+	if (!vault && (args.password_prompt || args.password_stdin)) {
+		/* the argument may be a password typed after --password: never echo it */
+		wipe_arg(args.positional[0]);
+		cli_error(ctx, "vault not found (the name is not shown in case it is a password; "
+			  "--password takes no value); run 'skillmeat vault list' to see configured vaults");
+		code = EXIT_NOTFOUND;
 		goto done;
 	}
 	if (!vault) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -510,9 +511,31 @@ static void add_setting(sm_kv *settings, size_t *n, const char *key, const char 
 	(*n)++;
 }
 
+/* Returns 1 when the query string of `url` has a parameter named like a secret. */
+static int query_has_secret(const char *url)
+{
+	static const char *const names[] = {
+		"token", "access_token", "private_token", "password", "passwd", "secret", "sig",
+	};
+	const char *query = strchr(url, '?');
+
+	while (query && *query) {
+		size_t len;
+
+		query++;
+		len = strcspn(query, "=&#");
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (len == strlen(names[i]) && strncasecmp(query, names[i], len) == 0)
+				return 1;
+		query = strchr(query, '&');
+	}
+	return 0;
+}
+
 /*
- * Returns 1 when `url` has a password in its user information, as in
- * "https://user:token@host/repo".
+ * Returns 1 when `url` carries a secret: a password in its user
+ * information ("https://user:token@host/repo", also with the colon
+ * percent-encoded) or a token-like query parameter.
  */
 static int url_has_password(const char *url)
 {
@@ -525,10 +548,13 @@ static int url_has_password(const char *url)
 	authority += 3;
 	len = strcspn(authority, "/?#");
 	at = memrchr(authority, '@', len);
-	if (!at)
-		return 0;
-	colon = memchr(authority, ':', (size_t)(at - authority));
-	return colon != NULL;
+	if (at) {
+		colon = memchr(authority, ':', (size_t)(at - authority));
+		if (colon || memmem(authority, (size_t)(at - authority), "%3A", 3) ||
+		    memmem(authority, (size_t)(at - authority), "%3a", 3))
+			return 1;
+	}
+	return query_has_secret(url);
 }
 
 /*
@@ -547,9 +573,9 @@ static int check_remote_args(cli_context *ctx, const char *name, const char *typ
 	if (!git && args->branch)
 		return cli_usage_error(ctx, "--branch does not apply to an s3 vault");
 	if (url_has_password(location) || (args->endpoint_url && url_has_password(args->endpoint_url)))
-		return cli_usage_error(ctx, "the URL of vault '%s' contains a password; give the URL "
-				       "without it and store the secret with 'skillmeat vault auth "
-				       "%s --username USER --password'", name, name);
+		return cli_usage_error(ctx, "the URL of vault '%s' contains a password or token; give "
+				       "the URL without it and store the secret with 'skillmeat vault "
+				       "auth %s --username USER --password'", name, name);
 	if (!*location || sm_has_control_chars(location))
 		return cli_usage_error(ctx, "invalid %s '%s': it must be non-empty and without control "
 				       "characters", git ? "repository URL" : "bucket", location);
@@ -562,6 +588,30 @@ static int check_remote_args(cli_context *ctx, const char *name, const char *typ
 	    (args->endpoint_url && sm_has_control_chars(args->endpoint_url)))
 		return cli_usage_error(ctx, "invalid option value: values must be non-empty and "
 				       "without control characters");
+	return EXIT_OK;
+}
+
+/*
+ * Rejects a name whose credential environment variables are those of
+ * another vault ("team-x" and "team.x" both read SKILLMEAT_VAULT_TEAM_X_*),
+ * because one vault's secrets would then reach the other's connector.
+ */
+static int check_env_collision(cli_context *ctx, const sm_config *config, const char *name)
+{
+	char mine[256], theirs[256];
+
+	if (!config || sm_cred_env_name(name, SM_CRED_USERNAME, mine, sizeof(mine)) != 0)
+		return EXIT_OK;
+	for (size_t i = 0; i < config->nvaults; i++) {
+		const char *other = config->vaults[i].name;
+
+		if (strcmp(other, name) != 0 &&
+		    sm_cred_env_name(other, SM_CRED_USERNAME, theirs, sizeof(theirs)) == 0 &&
+		    strcmp(mine, theirs) == 0)
+			return cli_usage_error(ctx, "vault name '%s' would share the credential variables "
+					       "(%s and the like) of vault '%s'; choose another name",
+					       name, mine, other);
+	}
 	return EXIT_OK;
 }
 
@@ -647,6 +697,9 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 	}
 	if (args.read_only)
 		add_setting(settings, &nsettings, "read_only", "true");
+	code = check_env_collision(ctx, config, name);
+	if (code)
+		goto done;
 
 	rc = sm_config_add_vault(path, name, type, settings, nsettings, args.set_default);
 	if (rc) {
@@ -747,23 +800,31 @@ done:
 	return code;
 }
 
-/* Deletes a removed vault's stored credentials; a failure is only a warning. */
-static void remove_credentials(cli_context *ctx, const char *name, const char *home)
+/*
+ * Deletes a vault's stored credentials before the vault itself is removed,
+ * so a later vault of the same name never inherits them. Returns an exit
+ * code; on failure the vault stays configured.
+ */
+static int remove_credentials(cli_context *ctx, const char *name, const char *home)
 {
 	sm_callbacks callbacks;
 	cli_progress progress;
 	sm_cred_opts opts = { 0 };
-	int removed = 0;
+	int removed = 0, rc;
 
 	cli_callbacks_init(&callbacks, &progress, ctx, "remove");
 	opts.home = home;
 	opts.callbacks = &callbacks;
-	if (sm_credentials_remove(name, &opts, &removed) != 0)
-		fprintf(stderr, "skillmeat: warning: the credentials of vault '%s' were not deleted: "
-			"%s; run 'skillmeat vault auth %s --remove'\n", name, sm_error_message(), name);
-	else if (removed)
+	rc = sm_credentials_remove(name, &opts, &removed);
+	if (rc) {
+		sm_error_wrap(rc, "vault '%s' was not removed because its credentials could not be "
+			      "deleted (fix this and run 'skillmeat vault remove %s' again)", name, name);
+		return cli_fail(ctx, rc);
+	}
+	if (removed)
 		cli_note(ctx, "deleted %d stored credential field%s of vault '%s'", removed,
 			 removed == 1 ? "" : "s", name);
+	return EXIT_OK;
 }
 
 static int run_remove(cli_context *ctx, int argc, char **argv)
@@ -788,13 +849,16 @@ static int run_remove(cli_context *ctx, int argc, char **argv)
 		code = EXIT_NOTFOUND;
 		goto done;
 	}
+	if (strcmp(vault->type, "local") != 0) {
+		code = remove_credentials(ctx, vault->name, config->home);
+		if (code)
+			goto done;
+	}
 	rc = sm_config_remove_vault(vault->source, vault->name);
 	if (rc) {
 		code = cli_fail(ctx, rc);
 		goto done;
 	}
-	if (strcmp(vault->type, "local") != 0)
-		remove_credentials(ctx, vault->name, config->home);
 	if (ctx->json) {
 		json_t *result = json_object();
 

@@ -56,11 +56,26 @@ int cli_common_option(cli_context *ctx, int opt, const cli_command *cmd, int *ex
 int cli_bad_option(const cli_context *ctx, int opt, char **argv)
 {
 	/* in a cluster such as -xyz, optind has not moved on yet: name the letter */
+	const char *arg = argv[optind - 1];
+	int shown = (int)strcspn(arg, "=");
+
 	if (opt == ':')
-		return cli_usage_error(ctx, "option '%s' needs a value", argv[optind - 1]);
-	if (optopt)
+		return cli_usage_error(ctx, "option '%s' needs a value", arg);
+	/*
+	 * A long option is named without what follows '=', because a mistyped
+	 * --password=VALUE holds a secret. glibc leaves optopt 0 for an unknown
+	 * long option, and sets it for a known one given a value it does not take.
+	 */
+	if (arg[0] == '-' && arg[1] == '-' && (!optopt || strchr(arg, '='))) {
+		if (strncmp(arg, "--pass", 6) == 0)
+			return cli_usage_error(ctx, "invalid option '%.*s'; give a password with "
+					       "--password (prompt) or --password-stdin, never on the "
+					       "command line", shown, arg);
+		return cli_usage_error(ctx, "unknown option '%.*s'", shown, arg);
+	}
+	if (optopt > ' ' && optopt < 127)
 		return cli_usage_error(ctx, "unknown option '-%c'", optopt);
-	return cli_usage_error(ctx, "unknown option '%s'", argv[optind - 1]);
+	return cli_usage_error(ctx, "unknown option '%.*s'", shown, arg);
 }
 
 int cli_dispatch(cli_context *ctx, const char *group, const cli_command *commands,

@@ -454,4 +454,48 @@ no_secret "no secret in any other file of SKILLMEAT_HOME" "${home_files[@]}"
 check "the sealed file holds no plaintext" sh -c "! grep -qaF '$LEAK_PW' '$SKILLMEAT_HOME/credentials'"
 check "the leak sweep ran every command" test "$n" -eq 19
 
+# --- mistakes that must not echo or lose a secret ---
+
+"$SM" vault add mist git https://git.example.invalid/m.git >/dev/null
+sm vault auth mist --username a --pass=ZQXmistyped1
+expect_err "a mistyped --password=VALUE exits 2" 2 "invalid option '--pass'"
+check "a mistyped --password=VALUE is not echoed" sh -c "! grep -qF ZQXmistyped1 '$ERR'"
+sm vault auth --password ZQXnoname2
+expect_err "--password VALUE without a vault exits 3" 3 "the name is not shown"
+check "--password VALUE without a vault is not echoed" sh -c "! grep -qF ZQXnoname2 '$ERR'"
+run sh -c "printf 'ab\\0cd\\n' | '$SM' vault auth mist --username u --password-stdin"
+expect_err "a NUL byte in the password exits 9" 9 "contains a NUL byte"
+lookup mist
+check "a rejected NUL password stores nothing" sh -c "! grep -q 'password' '$OUT'"
+: > "$TMP/empty.pp"
+run sh -c "printf 'x\\n' | '$SM' vault auth mist --username u --password-stdin --passphrase-file '$TMP/empty.pp'"
+expect_err "an empty passphrase file exits 9" 9 "is empty"
+
+cp "$SKILLMEAT_HOME/sharing.toml" "$TMP/toml.before"
+sm vault add mist.x git https://git.example.invalid/n.git
+sm vault add mist-y git https://git.example.invalid/n.git
+sm vault add mist.y git https://git.example.invalid/n.git
+expect_err "a name sharing another vault's variables exits 2" 2 "would share the credential variables"
+sm vault add pc git "https://alice%3AZQXpct3@git.example.invalid/x.git"
+expect_err "a percent-encoded password in a URL exits 2" 2 "contains a password or token"
+check "a percent-encoded password is not echoed" sh -c "! grep -qF ZQXpct3 '$ERR'"
+sm vault add qt git "https://git.example.invalid/x.git?private_token=ZQXqry4"
+expect_err "a token in a URL query exits 2" 2 "contains a password or token"
+check "rejected URLs are not written" sh -c "! grep -qF ZQX '$SKILLMEAT_HOME/sharing.toml'"
+
+# vault remove keeps the vault when its credentials cannot be deleted
+export SKILLMEAT_HOME="$TMP/rmhome"
+"$SM" vault add sealed git https://git.example.invalid/s.git >/dev/null
+printf 'ZQXsealed5\n' | SKILLMEAT_CREDENTIALS_PASSPHRASE=pp1 "$SM" vault auth sealed --username u \
+  --password-stdin --store file >/dev/null 2>&1
+check "passphrase-sealed store for the remove test" test -s "$SKILLMEAT_HOME/credentials"
+cp "$SKILLMEAT_HOME/sharing.toml" "$TMP/toml.sealed"
+sm vault remove sealed
+expect "remove without the passphrase fails" 6
+check "remove without the passphrase keeps the vault" cmp -s "$TMP/toml.sealed" "$SKILLMEAT_HOME/sharing.toml"
+run env SKILLMEAT_CREDENTIALS_PASSPHRASE=pp1 "$SM" vault remove sealed
+expect "remove with the passphrase exits 0" 0
+run env SKILLMEAT_CREDENTIALS_PASSPHRASE=pp1 "$LOOKUP" sealed
+check "removed vault's credentials are gone" sh -c "! grep -qF ZQXsealed5 '$OUT'"
+
 finish

@@ -78,8 +78,11 @@ char *sm_buf_take(sm_buf *buf)
 {
 	char *data;
 
-	if (!buf->data && buf_reserve(buf, 0))
-		return NULL;
+	if (!buf->data) {
+		if (buf_reserve(buf, 0))
+			return NULL;
+		buf->data[0] = '\0'; /* an empty buffer is still a valid string */
+	}
 	data = buf->data;
 	buf->data = NULL;
 	buf->len = buf->cap = 0;
