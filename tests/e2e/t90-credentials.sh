@@ -277,6 +277,12 @@ SKILLMEAT_CREDENTIALS_PASSPHRASE_FILE="$TMP/pp.txt" lookup team
 expect_out "passphrase file variable works" "password file $PP_PW"
 sm vault auth team --status --passphrase-file "$TMP/pp.txt"
 expect_out "--passphrase-file works" "password      file (used)"
+chmod 644 "$TMP/pp.txt"
+sm vault auth team --status --passphrase-file "$TMP/pp.txt"
+expect_err "a passphrase file readable by others exits 5" 5 "is readable by others"
+chmod 600 "$TMP/pp.txt"
+run env SKILLMEAT_CREDENTIALS_PASSPHRASE= "$SM" vault auth team --status
+expect_err "an empty passphrase variable exits 9" 9 "is set but empty"
 SKILLMEAT_CREDENTIALS_PASSPHRASE="wrong-$PASSPHRASE" sm vault auth team --status
 expect_err "wrong passphrase exits 6" 6 "passphrase is wrong"
 no_secret "wrong passphrase leaks nothing" "$OUT" "$ERR"
@@ -467,7 +473,7 @@ run sh -c "printf 'ab\\0cd\\n' | '$SM' vault auth mist --username u --password-s
 expect_err "a NUL byte in the password exits 9" 9 "contains a NUL byte"
 lookup mist
 check "a rejected NUL password stores nothing" sh -c "! grep -q 'password' '$OUT'"
-: > "$TMP/empty.pp"
+: > "$TMP/empty.pp" && chmod 600 "$TMP/empty.pp"
 run sh -c "printf 'x\\n' | '$SM' vault auth mist --username u --password-stdin --passphrase-file '$TMP/empty.pp'"
 expect_err "an empty passphrase file exits 9" 9 "is empty"
 

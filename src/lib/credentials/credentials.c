@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sodium.h>
 
@@ -107,11 +108,22 @@ static int read_passphrase_file(const char *path, char **out)
 	size_t size = 0, len;
 	int rc;
 
+	struct stat st;
+
 	rc = sm_read_file(path, SM_CRED_VALUE_MAX, &data, &size);
 	if (rc == SM_ENOTFOUND)
-		return sm_error_set(SM_ENOTFOUND, "passphrase file '%s' not found", path);
+		return sm_error_set(SM_ENOTFOUND, "passphrase file '%s' not found; check the path "
+				    "given with --passphrase-file or SKILLMEAT_CREDENTIALS_PASSPHRASE_FILE",
+				    path);
 	if (rc)
 		return rc;
+	/* held to the same rule as the key file it replaces */
+	if (stat(path, &st) == 0 && (st.st_mode & 077)) {
+		sodium_memzero(data, size);
+		free(data);
+		return sm_error_set(SM_EREADONLY, "passphrase file '%s' is readable by others (mode %03o); "
+				    "run 'chmod 600 %s'", path, (unsigned)(st.st_mode & 0777), path);
+	}
 	len = strcspn(data, "\r\n");
 	if (len == 0) {
 		rc = sm_error_set(SM_EINVALID, "passphrase file '%s' is empty", path);
@@ -132,7 +144,11 @@ int sm_cred_passphrase(const char *passphrase_file, char **out)
 	if (passphrase_file)
 		return read_passphrase_file(passphrase_file, out);
 	env = getenv("SKILLMEAT_CREDENTIALS_PASSPHRASE");
-	if (env && *env) {
+	if (env && !*env)
+		/* an empty CI secret must not silently select the key-file mode */
+		return sm_error_set(SM_EINVALID, "SKILLMEAT_CREDENTIALS_PASSPHRASE is set but empty; "
+				    "set a passphrase or unset the variable");
+	if (env) {
 		*out = sm_secret_dup(env, strlen(env));
 		return *out ? 0 : SM_ENOMEM;
 	}
