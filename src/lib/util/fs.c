@@ -352,3 +352,50 @@ int sm_sha256_file(const char *path, unsigned char sha256[32], uint64_t *bytes)
 	close(fd);
 	return rc;
 }
+
+int sm_staging_open(const char *dir, const char *dest, char **path, int *fd, int *anonymous)
+{
+	*anonymous = 0;
+	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+	if (*fd >= 0) {
+		*path = sm_asprintf("/proc/self/fd/%d", *fd);
+		if (*path && access(*path, F_OK) == 0) {
+			*anonymous = 1;
+			return 0;
+		}
+		free(*path);
+		close(*fd);
+	}
+	return sm_tmpfile_beside(dest, 0644, path, fd);
+}
+
+int sm_staging_replace(const char *staged, int anonymous, const char *dest)
+{
+	char *named = NULL;
+	int rc = 0;
+
+	/* rename() needs a name: an anonymous file gets a hidden one first */
+	if (anonymous) {
+		const char *slash = strrchr(dest, '/');
+
+		named = slash ? sm_asprintf("%.*s/.%s.tmp-%ld", (int)(slash - dest), dest, slash + 1,
+					    (long)getpid())
+			: sm_asprintf(".%s.tmp-%ld", dest, (long)getpid());
+		if (!named)
+			return SM_ENOMEM;
+		unlink(named);
+		if (linkat(AT_FDCWD, staged, AT_FDCWD, named, AT_SYMLINK_FOLLOW) != 0) {
+			rc = sm_error_set_errno(SM_EIO, errno, "cannot create '%s'", named);
+			goto done;
+		}
+		staged = named;
+	}
+	if (rename(staged, dest) != 0) {
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot rename to '%s'", dest);
+		if (named)
+			unlink(named);
+	}
+done:
+	free(named);
+	return rc;
+}

@@ -80,6 +80,21 @@ int sm_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
  */
 int sm_tmpfile_beside(const char *path, mode_t mode, char **tmp_path, int *fd);
 
+/*
+ * Opens a file to stage data for `dest` (in directory `dir`). Where the file
+ * system supports O_TMPFILE the file has no name until it is linked into
+ * place, so a killed process leaves nothing behind; *anonymous is then 1
+ * and `*path` its /proc/self/fd name, valid while `*fd` is open. Elsewhere
+ * it is a hidden temporary file beside `dest` that the caller unlinks.
+ */
+int sm_staging_open(const char *dir, const char *dest, char **path, int *fd, int *anonymous);
+
+/*
+ * Puts a staged file at `dest`, atomically replacing what is there. An
+ * anonymous file first gets a hidden name, since rename() needs one.
+ */
+int sm_staging_replace(const char *staged, int anonymous, const char *dest);
+
 /* fsyncs a file then renames it to `path` and fsyncs the directory. */
 int sm_commit_tmpfile(int fd, const char *tmp_path, const char *path);
 

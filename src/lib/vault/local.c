@@ -394,29 +394,36 @@ static void report_progress(uint64_t done, void *payload)
 }
 
 /* Copies `src_path` into a new temporary file beside `dest`, hashing it. */
-static int stage_copy(const local_vault *lv, int in, const char *dest,
-		      char **tmp, unsigned char sha256[32], uint64_t *size)
+/*
+ * Copies the bundle into a staging file for `dest`, hashing it. On success
+ * the staging file stays open as *out (an anonymous O_TMPFILE file must be
+ * open to be linked later); the caller closes it and, unless *anonymous,
+ * unlinks `*tmp` when it does not commit.
+ */
+static int stage_copy(const local_vault *lv, int in, const char *dest, char **tmp, int *out,
+		      int *anonymous, unsigned char sha256[32], uint64_t *size)
 {
 	progress_state state = { lv, 0 };
 	struct stat st;
-	int out = -1, rc;
+	int rc;
 
 	*tmp = NULL;
+	*out = -1;
 	if (fstat(in, &st) == 0)
 		state.total = (uint64_t)st.st_size;
-	rc = sm_tmpfile_beside(dest, 0644, tmp, &out);
+	rc = sm_staging_open(lv->bundles_dir, dest, tmp, out, anonymous);
 	if (rc)
-		goto done;
-	rc = sm_copy_hash(in, out, sha256, size, report_progress, &state);
-	if (!rc && fchmod(out, 0644) != 0)
-		rc = sm_error_set_errno(SM_EIO, errno, "cannot set the mode of '%s'", *tmp);
-	if (!rc && fsync(out) != 0)
-		rc = sm_error_set_errno(SM_EIO, errno, "cannot sync '%s'", *tmp);
-done:
-	if (out >= 0)
-		close(out);
-	if (rc && *tmp) {
-		unlink(*tmp);
+		return rc;
+	rc = sm_copy_hash(in, *out, sha256, size, report_progress, &state);
+	if (!rc && fchmod(*out, 0644) != 0)
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot set the mode of the copy of '%s'", dest);
+	if (!rc && fsync(*out) != 0)
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot sync the copy of '%s'", dest);
+	if (rc) {
+		if (!*anonymous)
+			unlink(*tmp);
+		close(*out);
+		*out = -1;
 		free(*tmp);
 		*tmp = NULL;
 	}
@@ -591,6 +598,7 @@ static int local_push(sm_vault *self, int bundle_fd, sm_record *record,
 	local_vault *lv = (local_vault *)self;
 	char *dest = NULL, *meta = NULL, *pending = NULL, *tmp = NULL, *text = NULL;
 	json_t *object = NULL, *index = NULL;
+	int staged_fd = -1, anonymous = 0;
 	unsigned char digest[32];
 	char sha_hex[65], now[32];
 	int rc, lock_fd = -1, identical, exists;
@@ -608,7 +616,7 @@ static int local_push(sm_vault *self, int bundle_fd, sm_record *record,
 	}
 
 	/* stage the data outside the lock: the copy is the slow part */
-	rc = stage_copy(lv, bundle_fd, dest, &tmp, digest, &size);
+	rc = stage_copy(lv, bundle_fd, dest, &tmp, &staged_fd, &anonymous, digest, &size);
 	if (rc)
 		goto done;
 	sm_hex(digest, 32, sha_hex);
@@ -661,8 +669,8 @@ static int local_push(sm_vault *self, int bundle_fd, sm_record *record,
 	rc = sm_write_file_atomic(pending, text, strlen(text), 0644);
 	if (rc)
 		goto done;
-	if (rename(tmp, dest) != 0) {
-		rc = sm_error_set_errno(SM_EIO, errno, "cannot rename to '%s'", dest);
+	rc = sm_staging_replace(tmp, anonymous, dest);
+	if (rc) {
 		unlink(pending);
 		goto done;
 	}
@@ -681,8 +689,10 @@ static int local_push(sm_vault *self, int bundle_fd, sm_record *record,
 	rc = write_index(lv, index);
 done:
 	sm_unlock(lock_fd);
-	if (tmp)
+	if (tmp && !anonymous)
 		unlink(tmp);
+	if (staged_fd >= 0)
+		close(staged_fd);
 	free(tmp);
 	free(text);
 	json_decref(object);

@@ -452,61 +452,6 @@ done:
 	return rc;
 }
 
-/*
- * Opens the file a pull writes before it is verified. Where the file system
- * supports O_TMPFILE the file has no name until it is linked into place, so
- * a killed pull leaves nothing behind; `*path` is then its /proc/self/fd
- * name. Elsewhere it is a hidden temporary file beside `dest`.
- */
-static int open_staging(const char *dir, const char *dest, char **path, int *fd,
-			int *anonymous)
-{
-	*anonymous = 0;
-	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
-	if (*fd >= 0) {
-		*path = sm_asprintf("/proc/self/fd/%d", *fd);
-		if (*path && access(*path, F_OK) == 0) {
-			*anonymous = 1;
-			return 0;
-		}
-		free(*path);
-		close(*fd);
-	}
-	return sm_tmpfile_beside(dest, 0644, path, fd);
-}
-
-/* Puts the staged file at `dest`, replacing what is there atomically. */
-static int replace_with(const char *staged, int anonymous, const char *dest)
-{
-	char *named = NULL;
-	int rc = 0;
-
-	/* rename() needs a name: an anonymous file gets a hidden one first */
-	if (anonymous) {
-		const char *slash = strrchr(dest, '/');
-
-		named = slash ? sm_asprintf("%.*s/.%s.tmp-%ld", (int)(slash - dest), dest, slash + 1,
-					    (long)getpid())
-			: sm_asprintf(".%s.tmp-%ld", dest, (long)getpid());
-		if (!named)
-			return SM_ENOMEM;
-		unlink(named);
-		if (linkat(AT_FDCWD, staged, AT_FDCWD, named, AT_SYMLINK_FOLLOW) != 0) {
-			rc = sm_error_set_errno(SM_EIO, errno, "cannot create '%s'", named);
-			goto done;
-		}
-		staged = named;
-	}
-	if (rename(staged, dest) != 0) {
-		rc = sm_error_set_errno(SM_EIO, errno, "cannot rename to '%s'", dest);
-		if (named)
-			unlink(named);
-	}
-done:
-	free(named);
-	return rc;
-}
-
 /* An fsync() run in a second thread; `error` is its errno, or 0. */
 typedef struct sync_job {
 	int fd;
@@ -562,7 +507,7 @@ int sm_vault_pull(sm_vault *vault, const char *bundle_id, const char *out_dir,
 		goto done;
 	}
 
-	rc = open_staging(out_dir, dest, &tmp, &fd, &anonymous);
+	rc = sm_staging_open(out_dir, dest, &tmp, &fd, &anonymous);
 	if (rc)
 		goto done;
 	rc = vault->pull(vault, bundle_id, fd, &record);
@@ -596,7 +541,7 @@ int sm_vault_pull(sm_vault *vault, const char *bundle_id, const char *out_dir,
 		}
 	}
 	if (force) {
-		rc = replace_with(tmp, anonymous, dest);
+		rc = sm_staging_replace(tmp, anonymous, dest);
 		if (rc)
 			goto done;
 	} else if (linkat(AT_FDCWD, tmp, AT_FDCWD, dest, AT_SYMLINK_FOLLOW) != 0) {
