@@ -36,7 +36,7 @@ extern "C" {
 /** Largest number of entries in one archive. */
 #define SM_BUNDLE_MAX_ENTRIES 100000u
 
-/** One file of an artifact as the archive holds it. */
+/** One file of an artifact, as stored in the archive. */
 typedef struct sm_bundle_file {
 	char *path;            /**< relative to the artifact's folder */
 	uint64_t size;         /**< uncompressed size in bytes */
@@ -78,11 +78,12 @@ typedef struct sm_manifest {
 typedef struct sm_bundle sm_bundle;
 
 /**
- * Opens the archive at `path` and checks its shape: entry names (no
- * absolute paths, "..", backslashes, NUL or control characters), no
- * symlinks, directories or duplicate names, the manifest's size cap and
- * JSON shape, every listed file present, size and compression-ratio caps.
- * Nothing is extracted. On success `*out` is owned by the caller.
+ * Opens the archive at `path` and checks its shape without extracting
+ * anything. Entry names must have no absolute paths, "..", backslashes, NUL
+ * or control characters, and there must be no symlinks, directories or
+ * duplicate names. The manifest must respect its size cap and JSON shape,
+ * every listed file must be present, and sizes and compression ratios must
+ * stay under their caps. On success `*out` is owned by the caller.
  */
 int sm_bundle_open(sm_bundle **out, const char *path);
 

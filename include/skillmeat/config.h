@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 /**
- * One configured vault. `settings` holds every scalar key of its [vault.NAME]
+ * One configured vault. `settings` contains every scalar key of its [vault.NAME]
  * table except "type", with values converted to text: strings as they
  * are, booleans as "true"/"false", numbers in decimal.
  */

@@ -3,7 +3,7 @@
  * S3 access keys.
  *
  * A lookup walks a chain of stores and takes each field from the first
- * store that holds it:
+ * store that contains it:
  *   1. environment variables SKILLMEAT_VAULT_<NAME>_USERNAME, _PASSWORD,
  *      _SSH_KEY and _SESSION_TOKEN, where <NAME> is the vault name in
  *      upper case with '-' and '.' written as '_';
@@ -39,7 +39,7 @@ typedef enum sm_cred_field {
 	SM_CRED_NFIELDS = 4
 } sm_cred_field;
 
-/** Where a field comes from, or which store to write to. */
+/** Credential store: the source of a field, or the store to write to. */
 typedef enum sm_cred_store {
 	SM_CRED_STORE_NONE = 0,     /**< not found; for writes: choose automatically */
 	SM_CRED_STORE_ENV = 1,      /**< environment variables (lookups only) */
@@ -72,7 +72,7 @@ typedef struct sm_credentials {
 	sm_cred_store sources[SM_CRED_NFIELDS];
 } sm_credentials;
 
-/** Which fields each store holds for a vault: bit (1u << field) per field. */
+/** Field sets per store for one vault: bit (1u << field) for each stored field. */
 typedef struct sm_cred_status {
 	unsigned int env;
 	unsigned int keychain;
@@ -128,7 +128,7 @@ int sm_credentials_store(const char *vault, const char *const values[SM_CRED_NFI
  */
 int sm_credentials_remove(const char *vault, const sm_cred_opts *opts, int *removed);
 
-/** Reports which store holds which fields of `vault`, never the values. */
+/** Reports which store contains which fields of `vault`, never the values. */
 int sm_credentials_status(const char *vault, const sm_cred_opts *opts, sm_cred_status *out);
 
 /** Wipes and frees the credentials. NULL is ignored. */

@@ -4,7 +4,7 @@
  *
  * A connector is a struct sm_vault whose first field is the ABI version it
  * was built against. One constructor per connector fills every slot; the
- * capability bitmask says which operations work, so callers never test
+ * capability bitmask tells which operations work, so callers never test
  * slots for NULL. A registry maps type names ("local", "s3", ...) to
  * constructors; types registered at run time are searched before the
  * built-in ones.
@@ -34,7 +34,7 @@ enum sm_vault_caps {
 	SM_VAULT_CAN_DELETE = 1u << 2  /**< delete */
 };
 
-/** The record of one stored bundle, as metadata/<id>.json holds it. */
+/** The record of one stored bundle, as stored in metadata/<id>.json. */
 typedef struct sm_record {
 	char *bundle_id;
 	char *name;
@@ -84,8 +84,8 @@ typedef struct sm_push_opts {
 	int force;             /**< replace an existing, different bundle */
 	/**
 	 * Called by the connector once the data is staged but before anything
-	 * becomes visible in the vault; a non-zero return aborts the push with
-	 * that code and the connector removes what it staged. The library uses
+	 * becomes visible in the vault. A non-zero return aborts the push with
+	 * that code, and the connector removes what it staged. The library uses
 	 * it to finish verifying the bundle while the connector copies. NULL
 	 * means no gate.
 	 */
@@ -103,7 +103,7 @@ typedef int (*sm_vault_open_fn)(sm_vault *self);
 /**
  * Store the bundle read from `fd` (from offset 0 to EOF, with pread(), so
  * the descriptor's offset does not matter) under record->bundle_id.
- * `record` is filled by the caller from the manifest; the connector sets
+ * The caller fills `record` from the manifest. The connector sets
  * uploaded_at, vault_path and metadata "sha256", then writes the data,
  * then the metadata file, then the index. An existing id fails with
  * SM_EEXISTS unless opts->force; the identical file (same SHA-256) is a

@@ -63,7 +63,7 @@ int cli_bad_option(const cli_context *ctx, int opt, char **argv)
 		return cli_usage_error(ctx, "option '%s' needs a value", arg);
 	/*
 	 * A long option is named without what follows '=', because a mistyped
-	 * --password=VALUE holds a secret. glibc leaves optopt 0 for an unknown
+	 * --password=VALUE contains a secret. glibc leaves optopt 0 for an unknown
 	 * long option, and sets it for a known one given a value it does not take.
 	 */
 	if (arg[0] == '-' && arg[1] == '-' && (!optopt || strchr(arg, '='))) {
@@ -117,7 +117,7 @@ int main(int argc, char **argv)
 		printf("skillmeat %s\n", SKILLMEAT_VERSION);
 		return EXIT_OK;
 	}
-	/* commands parse from their own name on: getopt sees argv[0] = command */
+	/* each command parses from its own name on, so getopt gets argv[0] = command */
 	if (strcmp(argv[1], "bundle") == 0)
 		return cli_run_bundle(&ctx, argc - 2, argv + 2);
 	if (strcmp(argv[1], "vault") == 0)

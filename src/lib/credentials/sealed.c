@@ -71,27 +71,9 @@ static uint64_t get_le64(const unsigned char *p)
 	return v;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const unsigned char *p = data;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /*
  * Opens a file that holds secrets for reading: no symbolic link, a regular
- * file owned by us, readable by nobody else. Returns the descriptor, or -1
+ * file owned by us, readable by no other user. Returns the descriptor, or -1
  * with *rc set (SM_ENOTFOUND when missing).
  */
 static int open_secret_file(const char *path, const char *what, struct stat *st, int *rc)
@@ -189,7 +171,7 @@ static int create_key_file(const char *path, unsigned char key[KEY_BYTES])
 	rc = sm_tmpfile_beside(path, 0600, &tmp, &fd);
 	if (rc)
 		goto done;
-	if (fchmod(fd, 0600) != 0 || write_all(fd, key, KEY_BYTES) != 0 || fsync(fd) != 0) {
+	if (fchmod(fd, 0600) != 0 || sm_write_all(fd, key, KEY_BYTES) != 0 || fsync(fd) != 0) {
 		rc = sm_error_set_errno(SM_EIO, errno, "cannot write key file '%s'", tmp);
 		goto done;
 	}
@@ -499,7 +481,7 @@ static int write_sealed(const paths *p, const unsigned char *header, size_t head
 	rc = sm_tmpfile_beside(p->file, 0600, &tmp, &fd);
 	if (rc)
 		goto done;
-	if (fchmod(fd, 0600) != 0 || write_all(fd, out, head + (size_t)out_len) != 0) {
+	if (fchmod(fd, 0600) != 0 || sm_write_all(fd, out, head + (size_t)out_len) != 0) {
 		rc = sm_error_set_errno(SM_EIO, errno, "cannot write '%s'", tmp);
 		goto done;
 	}

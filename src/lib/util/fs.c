@@ -172,7 +172,7 @@ int sm_commit_tmpfile(int fd, const char *tmp_path, const char *path)
 	return sm_fsync_parent(path);
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int sm_write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
 
@@ -202,7 +202,7 @@ int sm_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 	if (rc)
 		return rc;
 	/* open() applies the umask; set the intended mode explicitly */
-	if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0) {
+	if (fchmod(fd, mode) != 0 || sm_write_all(fd, data, len) != 0) {
 		rc = sm_error_set_errno(SM_EIO, errno, "cannot write '%s'", tmp);
 		goto done;
 	}
@@ -269,7 +269,7 @@ void sm_unlock(int fd)
 /*
  * Writes `len` bytes at `offset` of `in` to `out`: in-kernel with
  * copy_file_range() where the file systems allow it (a reflink on btrfs or
- * XFS), else from `chunk`, which already holds those bytes.
+ * XFS), else from `chunk`, which already contains those bytes.
  */
 static int copy_range(int in, int out, off_t offset, const char *chunk, size_t len,
 		      int *use_cfr)
@@ -292,7 +292,7 @@ static int copy_range(int in, int out, off_t offset, const char *chunk, size_t l
 		/* not supported here (or a short source): write the buffer instead */
 		*use_cfr = 0;
 	}
-	return write_all(out, chunk + done, len - done);
+	return sm_write_all(out, chunk + done, len - done);
 }
 
 int sm_copy_hash(int in, int out, unsigned char sha256[32], uint64_t *bytes,

@@ -98,8 +98,11 @@ int sm_staging_replace(const char *staged, int anonymous, const char *dest);
 /* fsyncs a file then renames it to `path` and fsyncs the directory. */
 int sm_commit_tmpfile(int fd, const char *tmp_path, const char *path);
 
-/* fsyncs the directory that holds `path`. */
+/* fsyncs the directory that contains `path`. */
 int sm_fsync_parent(const char *path);
+
+/* Writes all `len` bytes, retrying short writes and EINTR; -1 with errno on failure. */
+int sm_write_all(int fd, const void *data, size_t len);
 
 /* mkdir -p. Existing directories are fine. */
 int sm_mkdir_p(const char *path, mode_t mode);

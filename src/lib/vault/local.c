@@ -5,7 +5,8 @@
  * - data, then metadata/<id>.json, then index.json, each replaced
  *   atomically (temporary file, fsync, rename, fsync of the directory);
  * - writers serialise on an flock() of <root>/.skillmeat-vault.lock, so
- *   concurrent pushes never lose index entries;
+ *   concurrent pushes do not lose index entries wherever flock() is shared
+ *   between the writers (local file systems, NFSv4);
  * - metadata/ is the truth and index.json a cache: an index that is
  *   missing, corrupt, older than metadata/ or naming other ids is rebuilt
  *   from metadata/ and never trusted as empty.
@@ -393,12 +394,11 @@ static void report_progress(uint64_t done, void *payload)
 		cb->progress(done, state->total, cb->payload);
 }
 
-/* Copies `src_path` into a new temporary file beside `dest`, hashing it. */
 /*
  * Copies the bundle into a staging file for `dest`, hashing it. On success
- * the staging file stays open as *out (an anonymous O_TMPFILE file must be
- * open to be linked later); the caller closes it and, unless *anonymous,
- * unlinks `*tmp` when it does not commit.
+ * the staging file stays open as *out, because an anonymous O_TMPFILE file
+ * can be linked only while it is open. The caller closes it, and unlinks
+ * `*tmp` when it does not commit and the file is not anonymous.
  */
 static int stage_copy(const local_vault *lv, int in, const char *dest, char **tmp, int *out,
 		      int *anonymous, unsigned char sha256[32], uint64_t *size)
@@ -741,7 +741,7 @@ static sm_record *find_matching_record(const local_vault *lv, const char *id,
 				       const char *hex, uint64_t size)
 {
 	/* pending first: a push renames it over the metadata, so one of the two
-	 * reads sees the newer record whatever moment the rename happens */
+	 * reads returns the newer record whatever moment the rename happens */
 	char *paths[2] = { pending_path(lv, id), metadata_path(lv, id) };
 	sm_record *found = NULL;
 
