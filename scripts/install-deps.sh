@@ -6,12 +6,17 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libzip-dev libjansson-dev libssl-dev zlib1g-dev
-  libsodium-dev libsecret-1-dev
+  libsodium-dev libsecret-1-dev libcurl4-openssl-dev libssh2-1-dev
+  git openssh-client openssl curl ca-certificates
   libcmocka-dev gnome-keyring dbus dbus-daemon libsecret-tools
   python3 zip unzip hyperfine time bsdutils
+  openssh-server nginx fcgiwrap apache2-utils awscli rclone
 )
 
 missing=()
+# The test servers from the npm registry need Node.js; Debian's will do
+# when the machine has none of its own.
+command -v npm >/dev/null || missing+=(nodejs npm)
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$package")

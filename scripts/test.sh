@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+tests/servers/install.sh
 jobs=$(nproc)
 status=0
 

@@ -67,6 +67,32 @@ typedef struct sm_record_list {
 /** Frees every record in the list and resets it to empty. */
 void sm_record_list_release(sm_record_list *list);
 
+/**
+ * Serialises a record as the text of metadata/<id>.json: the original
+ * tool's field order, two-space indent. `*out` is a new string.
+ */
+int sm_record_to_text(const sm_record *record, char **out);
+
+/**
+ * Parses the text of metadata/<id>.json. Fails with SM_EINVALID when the
+ * text is not a JSON object with a valid bundle_id and well-typed fields,
+ * or is larger than 1 MiB; `what` names the source in the message.
+ */
+int sm_record_from_text(const char *text, size_t len, const char *what, sm_record **out);
+
+/**
+ * Parses the text of index.json ({id: record, ...}) into `out`, sorted by
+ * bundle id. Fails with SM_EINVALID when the text is not such an object or
+ * an entry is not a valid record whose bundle_id equals its key.
+ */
+int sm_index_from_text(const char *text, size_t len, sm_record_list *out);
+
+/** Serialises records as the text of index.json (keys sorted). */
+int sm_index_to_text(const sm_record_list *list, char **out);
+
+/** Appends `record` to `list`, which takes ownership (also on failure). */
+int sm_record_list_append(sm_record_list *list, sm_record *record);
+
 /** Filter for listing. Members may be NULL / 0. Strings are borrowed. */
 typedef struct sm_list_filter {
 	/** Case-insensitive substring of the name, or a glob when it has * or ?. */

@@ -245,3 +245,102 @@ sm_record *sm_record_dup(const sm_record *record)
 	json_decref(object);
 	return copy;
 }
+
+int sm_record_to_text(const sm_record *record, char **out)
+{
+	json_t *object = sm_record_to_json(record);
+
+	*out = object ? json_dumps(object, JSON_INDENT(2)) : NULL;
+	json_decref(object);
+	return *out ? 0 : sm_error_set(SM_ENOMEM, "cannot serialise the record of '%s'",
+				       record->bundle_id);
+}
+
+int sm_record_from_text(const char *text, size_t len, const char *what, sm_record **out)
+{
+	*out = NULL;
+	if (len > SM_RECORD_MAX_BYTES)
+		return sm_error_set(SM_EINVALID, "%s: %zu bytes, more than the limit of %d",
+				    what, len, SM_RECORD_MAX_BYTES);
+	return sm_record_parse(text, len, what, out);
+}
+
+int sm_record_list_append(sm_record_list *list, sm_record *record)
+{
+	sm_record **items = realloc(list->items, (list->count + 1) * sizeof(*items));
+
+	if (!items) {
+		sm_record_free(record);
+		return sm_error_set(SM_ENOMEM, "out of memory");
+	}
+	items[list->count++] = record;
+	list->items = items;
+	return 0;
+}
+
+static int compare_record_ids(const void *a, const void *b)
+{
+	const sm_record *const *x = a, *const *y = b;
+
+	return strcmp((*x)->bundle_id, (*y)->bundle_id);
+}
+
+int sm_index_from_text(const char *text, size_t len, sm_record_list *out)
+{
+	json_error_t error;
+	json_t *index, *value;
+	const char *key;
+	int rc = 0;
+
+	out->items = NULL;
+	out->count = 0;
+	if (len > SM_INDEX_MAX_BYTES)
+		return sm_error_set(SM_EINVALID, "index.json: %zu bytes, more than the limit of %u",
+				    len, SM_INDEX_MAX_BYTES);
+	index = json_loadb(text, len, JSON_REJECT_DUPLICATES, &error);
+	if (!index || !json_is_object(index)) {
+		json_decref(index);
+		return sm_error_set(SM_EINVALID, "index.json: not a JSON object%s%s",
+				    index ? "" : ": ", index ? "" : error.text);
+	}
+	json_object_foreach(index, key, value) {
+		sm_record *record = NULL;
+
+		rc = sm_record_from_json(value, key, &record);
+		if (!rc && strcmp(record->bundle_id, key) != 0) {
+			rc = sm_error_set(SM_EINVALID, "index.json: entry '%s' names bundle '%s'",
+					  key, record->bundle_id);
+			sm_record_free(record);
+		}
+		if (!rc)
+			rc = sm_record_list_append(out, record);
+		if (rc)
+			break;
+	}
+	json_decref(index);
+	if (rc) {
+		sm_record_list_release(out);
+		return rc;
+	}
+	if (out->count > 1)
+		qsort(out->items, out->count, sizeof(*out->items), compare_record_ids);
+	return 0;
+}
+
+int sm_index_to_text(const sm_record_list *list, char **out)
+{
+	json_t *index = json_object();
+
+	*out = NULL;
+	for (size_t i = 0; index && i < list->count; i++) {
+		json_t *object = sm_record_to_json(list->items[i]);
+
+		if (!object || json_object_set_new(index, list->items[i]->bundle_id, object) != 0) {
+			json_decref(index);
+			index = NULL;
+		}
+	}
+	*out = index ? json_dumps(index, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+	json_decref(index);
+	return *out ? 0 : sm_error_set(SM_ENOMEM, "cannot serialise the index");
+}
