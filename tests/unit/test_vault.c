@@ -489,6 +489,69 @@ static void record_json_round_trip(void **state)
 	sm_record_free(record);
 }
 
+static void index_text_round_trip_sorts_by_id(void **state)
+{
+	static const char text[] =
+		"{\"b-v1\": {\"bundle_id\": \"b-v1\", \"name\": \"b\", \"version\": \"1\"},"
+		" \"a-v2\": {\"bundle_id\": \"a-v2\", \"name\": \"a\", \"version\": \"2\","
+		" \"size_bytes\": 42}}";
+	sm_record_list list = { 0 }, again = { 0 };
+	char *out = NULL;
+
+	assert_int_equal(sm_index_from_text(text, strlen(text), &list), 0);
+	assert_int_equal(list.count, 2);
+	assert_string_equal(list.items[0]->bundle_id, "a-v2");
+	assert_string_equal(list.items[1]->bundle_id, "b-v1");
+	assert_int_equal(list.items[0]->size_bytes, 42);
+	assert_int_equal(sm_index_to_text(&list, &out), 0);
+	assert_non_null(strstr(out, "\"a-v2\": {"));
+	assert_int_equal(sm_index_from_text(out, strlen(out), &again), 0);
+	assert_int_equal(again.count, 2);
+	assert_string_equal(again.items[1]->name, "b");
+	free(out);
+	sm_record_list_release(&again);
+	sm_record_list_release(&list);
+}
+
+static void index_text_rejects_mismatched_key(void **state)
+{
+	static const char text[] = "{\"a-v1\": {\"bundle_id\": \"b-v1\", \"name\": \"b\"}}";
+	sm_record_list list = { 0 };
+
+	assert_int_equal(sm_index_from_text(text, strlen(text), &list), SM_EINVALID);
+	assert_non_null(strstr(sm_error_message(), "entry 'a-v1' names bundle 'b-v1'"));
+	assert_int_equal(list.count, 0);
+	assert_null(list.items);
+}
+
+static void index_text_rejects_non_object(void **state)
+{
+	static const char array[] = "[1, 2]";
+	static const char broken[] = "{\"a-v1\": ";
+	sm_record_list list = { 0 };
+
+	assert_int_equal(sm_index_from_text(array, strlen(array), &list), SM_EINVALID);
+	assert_int_equal(sm_index_from_text(broken, strlen(broken), &list), SM_EINVALID);
+	assert_int_equal(list.count, 0);
+}
+
+static void record_text_round_trip_keeps_field_order(void **state)
+{
+	static const char text[] =
+		"{\"name\": \"x\", \"bundle_id\": \"x-v1\", \"version\": \"1\","
+		" \"metadata\": {\"sha256\": \"ab\"}}";
+	sm_record *record = NULL;
+	char *out = NULL;
+
+	assert_int_equal(sm_record_from_text(text, strlen(text), "test", &record), 0);
+	assert_int_equal(sm_record_to_text(record, &out), 0);
+	assert_true(strstr(out, "\"bundle_id\"") < strstr(out, "\"name\""));
+	assert_true(strstr(out, "\"vault_path\"") < strstr(out, "\"metadata\""));
+	assert_non_null(strstr(out, "\n  \"version\": \"1\""));
+	free(out);
+	sm_record_free(record);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -510,6 +573,10 @@ int main(void)
 		cmocka_unit_test(record_parses_original_metadata),
 		cmocka_unit_test(record_rejects_bad_shapes),
 		cmocka_unit_test(record_json_round_trip),
+		cmocka_unit_test(index_text_round_trip_sorts_by_id),
+		cmocka_unit_test(index_text_rejects_mismatched_key),
+		cmocka_unit_test(index_text_rejects_non_object),
+		cmocka_unit_test(record_text_round_trip_keeps_field_order),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
