@@ -128,8 +128,10 @@ int sm_aws_credentials_from_json(const char *text, size_t len, const char *what,
 	int rc;
 
 	rc = sm_aws_json_members(text, len, names, values, NMEMBERS);
+	if (rc == SM_EINVALID)
+		return sm_error_set(rc, "%s returned invalid JSON", what);
 	if (rc)
-		return sm_error_wrap(rc, "%s returned", what);
+		return rc;
 	if (need_version && (!values[VERSION] || strcmp(values[VERSION], "1") != 0)) {
 		rc = sm_error_set(SM_EINVALID, "%s returned JSON without \"Version\": 1", what);
 		goto done;
