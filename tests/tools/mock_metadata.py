@@ -88,6 +88,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.reply(200, json.dumps(self.stats), "application/json")
         if self.path.startswith("/container/"):
             return self.container()
+
         prefix, path = self.split_prefix()
         base = "/latest/meta-data/iam/security-credentials/"
         if not path.startswith(base):
@@ -97,6 +98,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not known:
             self.count("token_missing")
             return self.reply(401, "missing or unknown token")
+
         role = path[len(base):]
         if role == "":
             self.count("role_get")
@@ -105,6 +107,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(200, ROLE + "\n")
         if role != ROLE:
             return self.reply(404, "not found")
+
         self.count("creds_get")
         expires = 60 if prefix == "/expiring" else 6 * 3600
         body = {"Code": "Success", "LastUpdated": iso_in(0), "Type": "AWS-HMAC",

@@ -42,7 +42,7 @@ typedef struct sm_aws_credentials {
  * found; ..." listing every source tried, or with the error of the first
  * source that is configured but broken (partial environment variables, a
  * profile without a secret, a failing credential_process, a container
- * endpoint that rejects its token). On failure `*out` holds nothing.
+ * endpoint that rejects its token). On failure `*out` contains nothing.
  * One debug message names the source used, never a value.
  */
 int sm_aws_credentials_resolve(const sm_vault_config *config, const sm_callbacks *callbacks,
@@ -75,8 +75,8 @@ int sm_aws_parse_time(const char *text, long long *out);
  * `text` (`len` bytes). String members are decoded into sodium_malloc()
  * memory; numbers and booleans are stored as their text. Other members are
  * skipped, nested values included. `values[i]` is NULL for a missing
- * member; a member given twice or a value of the wrong kind (an object
- * where a string is expected) fails. Returns 0 or SM_EINVALID with a
+ * member. A member given twice fails, and so does an object or array
+ * where a wanted member's value should be. Returns 0 or SM_EINVALID with a
  * message that names no value; on failure every value is NULL.
  */
 int sm_aws_json_members(const char *text, size_t len, const char *const names[],

@@ -342,7 +342,7 @@ done:
 	return rc;
 }
 
-/* Returns 1 when the IMDS request failed in a way that means no IMDS answers here. */
+/* Returns 1 when the transport failure means that no IMDS listens at the endpoint. */
 static int imds_absent(const http_response *r)
 {
 	return r->curl_rc == CURLE_COULDNT_CONNECT || r->curl_rc == CURLE_OPERATION_TIMEDOUT ||

@@ -1,10 +1,10 @@
 /*
  * AWS shared config files and credential_process.
  *
- * The files follow the AWS CLI's reading of them (Python's configparser
- * without inline comments): "[name]" sections, "key = value" or
- * "key: value" lines, whole-line comments starting with '#' or ';', and
- * lines indented deeper than the key before them continue that key (the
+ * The files are read as the AWS CLI reads them (Python's configparser
+ * without inline comments). They have "[name]" sections, "key = value" or
+ * "key: value" lines, and whole-line comments starting with '#' or ';'.
+ * Lines indented deeper than the key before them continue that key (the
  * nested "s3 =" settings) and are ignored here. Keys are case-insensitive,
  * a later value replaces an earlier one. In the credentials file a section
  * is named after the profile; in the config file it is "[profile NAME]",
