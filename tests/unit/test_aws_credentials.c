@@ -358,6 +358,14 @@ static void profile_without_keys_fails(void **state)
 		       "or credential_process");
 }
 
+static void profile_name_control_chars_fail(void **state)
+{
+	fixture *f = *state;
+
+	setenv("AWS_PROFILE", "bad\nname", 1);
+	expect_failure(f, SM_EINVALID, "AWS profile name contains control characters");
+}
+
 static void profile_role_arn_unsupported(void **state)
 {
 	fixture *f = *state;
@@ -501,6 +509,25 @@ static void process_timeout_kills_it(void **state)
 	ms = (end.tv_sec - start.tv_sec) * 1000LL + (end.tv_nsec - start.tv_nsec) / 1000000;
 	assert_true(ms >= 900);
 	assert_true(ms < 3000);
+}
+
+static void process_leaving_child_returns(void **state)
+{
+	fixture *f = *state;
+	sm_aws_credentials creds;
+	struct timespec start, end;
+	long long ms;
+
+	/* the background sleep keeps standard output open after the script exits */
+	write_process(f, "#!/bin/sh\necho '{\"Version\":1,\"AccessKeyId\":\"AKIABACKGROUND\","
+		      "\"SecretAccessKey\":\"s\"}'\nsleep 4 &\nexit 0\n", "");
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	assert_int_equal(sm_aws_credentials_resolve(&f->vault, NULL, &creds), 0);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	ms = (end.tv_sec - start.tv_sec) * 1000LL + (end.tv_nsec - start.tv_nsec) / 1000000;
+	assert_string_equal(creds.access_key_id, "AKIABACKGROUND");
+	assert_true(ms < 2000);
+	sm_aws_credentials_clear(&creds);
 }
 
 static void process_bad_timeout_setting_fails(void **state)
@@ -799,6 +826,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(profile_missing_key_id_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(profile_named_but_absent_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(profile_without_keys_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(profile_name_control_chars_fail, setup, teardown),
 		cmocka_unit_test_setup_teardown(profile_role_arn_unsupported, setup, teardown),
 		cmocka_unit_test_setup_teardown(profile_syntax_errors_fail, setup, teardown),
 		cmocka_unit_test_setup_teardown(no_credentials_lists_sources, setup, teardown),
@@ -810,6 +838,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(process_missing_secret_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(process_bad_expiration_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(process_timeout_kills_it, setup, teardown),
+		cmocka_unit_test_setup_teardown(process_leaving_child_returns, setup, teardown),
 		cmocka_unit_test_setup_teardown(process_bad_timeout_setting_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(process_missing_program_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(process_unterminated_quote_fails, setup, teardown),

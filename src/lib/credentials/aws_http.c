@@ -426,7 +426,11 @@ int sm_aws_imds_resolve(sm_aws_credentials *out, char *tried, size_t tried_size)
 		rc = SM_AWS_NONE;
 		goto done;
 	}
-	if (sm_has_control_chars(response.body) || strlen(response.body) != response.len) {
+	while (response.len > 0 && (response.body[response.len - 1] == '\n' ||
+				    response.body[response.len - 1] == '\r'))
+		response.body[--response.len] = '\0';
+	if (response.len == 0 || sm_has_control_chars(response.body) ||
+	    strlen(response.body) != response.len) {
 		rc = sm_error_set(SM_EINVALID, "instance metadata at '%s' returned an invalid token",
 				  origin);
 		goto done;

@@ -398,22 +398,31 @@ static int run_process(const char *command, const char *profile, const sm_vault_
 	}
 	spawned = 1;
 
-	/* read until end of file, the size cap or the deadline */
+	/*
+	 * Read until end of file, the size cap or the deadline. A program that
+	 * exits while a child it started still holds standard output open
+	 * never produces end of file, so once the program has exited, reading
+	 * takes only what is already in the pipe.
+	 */
 	for (;;) {
 		long long left = (long long)timeout_s * 1000 - elapsed_ms(&start);
 		struct pollfd pfd = { pipe_fds[0], POLLIN, 0 };
 		ssize_t got;
 
-		if (left <= 0) {
+		if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
+			reaped = 1;
+		if (left <= 0 && !reaped) {
 			rc = sm_error_set(SM_EAUTH, "%s timed out after %d s; raise the vault's "
 					  "credential_process_timeout if it needs longer", what, timeout_s);
 			goto done;
 		}
-		n = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
+		n = poll(&pfd, 1, reaped ? 0 : (int)(left > 100 ? 100 : left));
 		if (n < 0 && errno != EINTR) {
 			rc = sm_error_set_errno(SM_EIO, errno, "%s: cannot wait for output", what);
 			goto done;
 		}
+		if (n == 0 && reaped)
+			break;
 		if (n <= 0)
 			continue;
 		if (used == SM_AWS_RESPONSE_MAX) {
@@ -434,7 +443,7 @@ static int run_process(const char *command, const char *profile, const sm_vault_
 	}
 
 	/* the output is complete; wait for the exit status within the same deadline */
-	for (;;) {
+	while (!reaped) {
 		pid_t waited = waitpid(pid, &status, WNOHANG);
 
 		if (waited == pid) {
@@ -536,6 +545,9 @@ int sm_aws_profile_resolve(const char *profile, int explicit_profile,
 	const char *process, *unsupported = NULL;
 	int rc, n;
 
+	if (sm_has_control_chars(profile))
+		return sm_error_set(SM_EINVALID, "AWS profile name contains control characters; check "
+				    "the vault's profile setting and AWS_PROFILE");
 	creds_path = aws_file_path("AWS_SHARED_CREDENTIALS_FILE", "credentials");
 	config_path = aws_file_path("AWS_CONFIG_FILE", "config");
 	if (!creds_path || !config_path) {
