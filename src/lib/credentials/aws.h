@@ -37,8 +37,9 @@ typedef struct sm_aws_credentials {
 } sm_aws_credentials;
 
 /*
- * Walks the chain for `config` (`callbacks` may be NULL) and fills `*out`,
- * which needs no initialisation. Fails with SM_EAUTH "no AWS credentials
+ * Walks the chain for `config` (`callbacks` may be NULL) and fills `*out`.
+ * Earlier content of `*out` is overwritten without being freed, so clear
+ * credentials with sm_aws_credentials_clear() before resolving them again. Fails with SM_EAUTH "no AWS credentials
  * found; ..." listing every source tried, or with the error of the first
  * source that is configured but broken (partial environment variables, a
  * profile without a secret, a failing credential_process, a container

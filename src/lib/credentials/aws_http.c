@@ -97,7 +97,11 @@ static int http_request(const char *url, int put, struct curl_slist *headers, lo
 		r->status = 0;
 		r->too_large = 0;
 		curl_easy_setopt(curl, CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500
 		curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+		curl_easy_setopt(curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
 		curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
 		curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
@@ -231,12 +235,13 @@ static int container_auth_header(struct curl_slist **headers)
 	const char *value = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN");
 	const char *origin = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
 	char *file_text = NULL, *header = NULL;
-	size_t len = 0;
+	size_t len = 0, file_len = 0;
 	int rc = 0;
 
 	*headers = NULL;
 	if (path && path[0]) {
-		rc = sm_read_file(path, TOKEN_MAX, &file_text, &len);
+		rc = sm_read_file(path, TOKEN_MAX, &file_text, &file_len);
+		len = file_len;
 		if (rc) {
 			rc = sm_error_wrap(rc, "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
 			goto done;
@@ -272,7 +277,7 @@ static int container_auth_header(struct curl_slist **headers)
 		rc = sm_error_set(SM_ENOMEM, "out of memory");
 done:
 	if (file_text) {
-		sodium_memzero(file_text, len);
+		sodium_memzero(file_text, file_len);
 		free(file_text);
 	}
 	sm_secret_free(header);
