@@ -139,6 +139,10 @@ resolve "${DISABLED[@]}" AWS_CONTAINER_CREDENTIALS_FULL_URI="$MOCK/container/mis
   AWS_CONTAINER_AUTHORIZATION_TOKEN="$CONTAINER_TOKEN"
 expect_fail "container 404 fails" "error network: container credentials endpoint '$MOCK' returned HTTP 404"
 
+resolve "${DISABLED[@]}" AWS_CONTAINER_CREDENTIALS_FULL_URI="$MOCK/container/badjson" \
+  AWS_CONTAINER_AUTHORIZATION_TOKEN="$CONTAINER_TOKEN"
+expect_fail "container invalid JSON fails" "error invalid input: the container credentials endpoint returned invalid JSON"
+
 CLOSED=$(free_port)
 resolve "${DISABLED[@]}" AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$CLOSED/creds"
 expect_fail "container endpoint not listening fails" "error network: cannot get container credentials from 'http://127.0.0.1:$CLOSED'"
@@ -192,6 +196,9 @@ check "no IMDSv1 request after a refused token" [ "$(stat_of role_get)" -eq "$ro
 
 resolve AWS_EC2_METADATA_SERVICE_ENDPOINT="$MOCK/norole"
 expect_fail "IMDS without a role finds nothing" "instance metadata (no IAM role attached)"
+
+resolve AWS_EC2_METADATA_SERVICE_ENDPOINT="$MOCK/failcode"
+expect_fail "IMDS credentials without Success fail" "error authentication: instance metadata has no usable credentials for IAM role 'skillmeat-test-role' (Code is not Success)"
 
 start=$(millis)
 resolve AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$SILENT_PORT"

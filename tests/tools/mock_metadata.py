@@ -5,12 +5,14 @@ Serves the container credentials endpoint and IMDSv2 from one port and
 keeps a second port that listens but never accepts, for timeout tests.
 Prints "PORT SILENT_PORT" on the first line of standard output.
 
-Container endpoint: GET /container/creds and /container/expiring. The
-Authorization header must equal --token, else HTTP 401.
+Container endpoint: GET /container/creds, /container/expiring and
+/container/badjson (a body that is not JSON). The Authorization header
+must equal --token, else HTTP 401.
 
 IMDSv2, under an optional path prefix that picks the behaviour
 ("" normal, "/expiring" credentials that expire in 60 s, "/norole" no
-role attached, "/notoken" token PUT refused with 403):
+role attached, "/notoken" token PUT refused with 403, "/failcode"
+credentials with a Code other than Success):
   PUT  /latest/api/token   needs X-aws-ec2-metadata-token-ttl-seconds
   GET  /latest/meta-data/iam/security-credentials/         role name
   GET  /latest/meta-data/iam/security-credentials/<role>   credentials
@@ -27,7 +29,7 @@ import sys
 import threading
 
 ROLE = "skillmeat-test-role"
-IMDS_PREFIXES = ("/expiring", "/norole", "/notoken")
+IMDS_PREFIXES = ("/expiring", "/norole", "/notoken", "/failcode")
 
 
 def iso_in(seconds):
@@ -109,6 +111,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(404, "not found")
 
         self.count("creds_get")
+        if prefix == "/failcode":
+            body = {"Code": "AssumeRoleUnauthorizedAccess", "LastUpdated": iso_in(0)}
+            return self.reply(200, json.dumps(body), "application/json")
+
         expires = 60 if prefix == "/expiring" else 6 * 3600
         body = {"Code": "Success", "LastUpdated": iso_in(0), "Type": "AWS-HMAC",
                 "AccessKeyId": "ASIAIMDSMOCK" + ("EXP" if expires == 60 else "OK"),
@@ -118,12 +124,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(200, json.dumps(body), "application/json")
 
     def container(self):
-        if self.path not in ("/container/creds", "/container/expiring"):
+        if self.path not in ("/container/creds", "/container/expiring", "/container/badjson"):
             return self.reply(404, "not found")
         if self.headers.get("Authorization") != self.server.container_token:
             self.count("container_rejected")
             return self.reply(401, "bad authorization")
         self.count("container_get")
+        if self.path.endswith("badjson"):
+            return self.reply(200, '{"AccessKeyId": "ASIA", "SecretAccessKey": ', "application/json")
+
         expires = 60 if self.path.endswith("expiring") else 3600
         body = {"AccessKeyId": "ASIACONTAINERMOCK",
                 "SecretAccessKey": "container-secret-" + secrets.token_hex(8),
