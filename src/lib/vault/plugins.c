@@ -38,8 +38,11 @@ typedef struct plugin {
 	unsigned int abi_version;
 	int loaded;
 	int in_init;           /* register_vault works only during init */
+	int refusal_code;      /* first registration the host refused, or 0 */
+	char *refusal;
 	char *error;
 	void *handle;
+	int fd;                /* the file loaded as /proc/self/fd/<fd>, or -1 */
 	dev_t dev;
 	ino_t ino;
 } plugin;
@@ -180,39 +183,57 @@ static plugin *type_owner(const char *type)
 	return NULL;
 }
 
+/* Checks a registration; the message does not name the plug-in. */
+static int check_registration(const char *type, unsigned int vault_abi_version, sm_vault_ctor ctor)
+{
+	plugin *owner;
+
+	if (!sm_plugin_type_valid(type))
+		return sm_error_set(SM_EINVALID, "invalid connector type '%s': use 1-%d letters, "
+				    "digits, '-' or '_'",
+				    type && !sm_has_control_chars(type) ? type : "?", SM_PLUGIN_TYPE_MAX);
+	if (vault_abi_version != SM_VAULT_ABI_VERSION)
+		return sm_error_set(SM_EINVALID, "connector '%s' is built for vault ABI %u, this "
+				    "skillmeat speaks vault ABI %u; rebuild the plug-in", type,
+				    vault_abi_version, SM_VAULT_ABI_VERSION);
+	if (!ctor)
+		return sm_error_set(SM_EINVALID, "connector '%s' has no constructor", type);
+	if (sm_vault_type_known(type) == 1)
+		return sm_error_set(SM_EEXISTS, "connector type '%s' is built into skillmeat; give "
+				    "the plug-in's type another name", type);
+	owner = type_owner(type);
+	if (owner)
+		return sm_error_set(SM_EEXISTS, "connector type '%s' is registered already by plug-in "
+				    "'%s', which comes first in the search order", type, owner->path);
+	if (sm_vault_type_known(type))
+		return sm_error_set(SM_EEXISTS, "connector type '%s' is registered already by the "
+				    "program", type);
+	return 0;
+}
+
+/*
+ * register_vault of the host table. A refused registration fails the
+ * whole plug-in even when its init ignores the error, so a plug-in never
+ * loads with part of its types.
+ */
 static int host_register_vault(const sm_plugin_host *host, const char *type,
 			       unsigned int vault_abi_version, sm_vault_ctor ctor)
 {
 	plugin *p = host ? host->host_data : NULL;
-	plugin *owner;
 	char **grown;
 	int rc;
 
 	if (!p || !p->in_init)
 		return sm_error_set(SM_EINVALID, "a plug-in called register_vault outside "
 				    "skillmeat_plugin_init");
-	if (!sm_plugin_type_valid(type))
-		return sm_error_set(SM_EINVALID, "plug-in '%s' registers an invalid connector type "
-				    "'%s': use 1-%d letters, digits, '-' or '_'", p->path,
-				    type && !sm_has_control_chars(type) ? type : "?", SM_PLUGIN_TYPE_MAX);
-	if (vault_abi_version != SM_VAULT_ABI_VERSION)
-		return sm_error_set(SM_EINVALID, "plug-in '%s' builds connector '%s' for vault ABI "
-				    "%u, this skillmeat speaks vault ABI %u; rebuild the plug-in",
-				    p->path, type, vault_abi_version, SM_VAULT_ABI_VERSION);
-	if (!ctor)
-		return sm_error_set(SM_EINVALID, "plug-in '%s' registers connector '%s' without a "
-				    "constructor", p->path, type);
-	if (sm_vault_type_known(type) == 1)
-		return sm_error_set(SM_EEXISTS, "plug-in '%s' registers connector type '%s', which is "
-				    "built into skillmeat; give the plug-in's type another name",
-				    p->path, type);
-	owner = type_owner(type);
-	if (owner)
-		return sm_error_set(SM_EEXISTS, "plug-in '%s' registers connector type '%s', which "
-				    "plug-in '%s' registered first", p->path, type, owner->path);
-	if (sm_vault_type_known(type))
-		return sm_error_set(SM_EEXISTS, "plug-in '%s' registers connector type '%s', which "
-				    "the program registered already", p->path, type);
+	rc = check_registration(type, vault_abi_version, ctor);
+	if (rc) {
+		if (!p->refusal_code) {
+			p->refusal_code = rc;
+			p->refusal = sm_strdup(sm_error_message());
+		}
+		return rc;
+	}
 
 	grown = realloc(p->types, (p->ntypes + 1) * sizeof(char *));
 	if (!grown)
@@ -238,6 +259,7 @@ static void plugin_free(plugin *p)
 		return;
 	sm_str_array_free(p->types, p->ntypes);
 	free(p->path);
+	free(p->refusal);
 	free(p->error);
 	free(p);
 }
@@ -296,7 +318,13 @@ static int open_checked(int dirfd, const char *name, const char *path, int *fd, 
 	return sm_plugin_check_file(st, path, geteuid());
 }
 
-/* Loads the checked file open on `fd` into p->handle and runs its init. */
+/*
+ * Loads the checked file open on `fd` into p->handle and runs its init.
+ * The dynamic loader knows the file by the name /proc/self/fd/<fd> and
+ * returns the object already loaded under a name it has seen, so the
+ * descriptor stays open while the object is loaded: the name then never
+ * stands for another file.
+ */
 static int load_checked(plugin *p, int fd)
 {
 	char proc_path[64];
@@ -337,6 +365,10 @@ static int load_checked(plugin *p, int fd)
 	p->in_init = 1;
 	rc = init(&p->host);
 	p->in_init = 0;
+	if (p->refusal_code) {
+		return sm_error_set(p->refusal_code, "plug-in '%s' failed to initialise: %s", p->path,
+				    p->refusal ? p->refusal : sm_error_name(p->refusal_code));
+	}
 	if (rc) {
 		int code = rc < 0 ? rc : SM_ERROR;
 
@@ -374,6 +406,7 @@ static int remember_failure(const char *path, const sm_callbacks *callbacks)
 
 	if (!p)
 		return sm_error_set(SM_ENOMEM, "out of memory");
+	p->fd = -1;
 	p->path = sm_strdup(path);
 	p->error = sm_strdup(sm_error_message());
 	if (!p->path || !p->error) {
@@ -382,6 +415,20 @@ static int remember_failure(const char *path, const sm_callbacks *callbacks)
 	}
 	warn(callbacks, SM_LOG_WARN, p->error);
 	return remember(p);
+}
+
+/* Returns 1 when the loader still has an object loaded as /proc/self/fd/<fd>. */
+static int still_loaded(int fd)
+{
+	char proc_path[64];
+	void *handle;
+
+	snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", fd);
+	handle = dlopen(proc_path, RTLD_LAZY | RTLD_NOLOAD);
+	if (!handle)
+		return 0;
+	dlclose(handle);
+	return 1;
 }
 
 static int already_found(dev_t dev, ino_t ino)
@@ -401,6 +448,7 @@ static int load_file(int dirfd, const char *dir, const char *name, const sm_call
 
 	if (!p)
 		return sm_error_set(SM_ENOMEM, "out of memory");
+	p->fd = -1;
 	p->path = sm_path_join(dir, name);
 	if (!p->path) {
 		plugin_free(p);
@@ -419,19 +467,30 @@ static int load_file(int dirfd, const char *dir, const char *name, const sm_call
 		p->ino = st.st_ino;
 		rc = load_checked(p, fd);
 	}
-	if (fd >= 0)
-		close(fd);
 	if (rc) {
-		plugin_unload(p);
+		/* keep the message: unloading calls into the registry, which sets its own */
 		p->error = sm_strdup(sm_error_message());
-		if (!p->error) {
-			plugin_free(p);
-			return SM_ENOMEM;
+		if (p->handle) {
+			plugin_unload(p);
+			/* an object that dlclose() could not unload keeps its descriptor */
+			if (still_loaded(fd)) {
+				p->fd = fd;
+				fd = -1;
+			}
 		}
-		warn(callbacks, SM_LOG_WARN, p->error);
 	} else {
 		p->loaded = 1;
+		p->fd = fd;
+		fd = -1;
 	}
+	if (fd >= 0)
+		close(fd);
+	if (rc && !p->error) {
+		plugin_free(p);
+		return SM_ENOMEM;
+	}
+	if (rc)
+		warn(callbacks, SM_LOG_WARN, p->error);
 	return remember(p);
 }
 
@@ -512,10 +571,11 @@ static int load_dir(const char *dir, const sm_callbacks *callbacks)
 	size_t nnames = 0;
 	int dirfd = -1, rc = 0;
 
+	/* a relative entry would load whatever the working directory holds */
 	if (dir[0] != '/') {
-		note = sm_asprintf("ignoring plug-in directory '%s' in SKILLMEAT_PLUGIN_PATH: give "
-				   "an absolute path", dir);
-		warn(callbacks, SM_LOG_WARN, note ? note : "ignoring a relative plug-in directory");
+		sm_error_set(SM_EINVALID, "ignored plug-in directory '%s' in SKILLMEAT_PLUGIN_PATH: "
+			     "it is not an absolute path", dir);
+		rc = remember_failure(dir, callbacks);
 		goto done;
 	}
 	if (!realpath(dir, real)) {
