@@ -6,11 +6,11 @@
  *   metadata/<id>.json            its record (the truth)
  *   index.json                    all records, rebuilt after each change
  *
- * It is built against the installed headers only and shows what a
+ * It is built against the installed headers only. It shows what a
  * connector must do: fill every slot of struct sm_vault, stage data
- * before the before_commit gate, write each file atomically, check size
- * and SHA-256 on pull, and report failures as a negative sm_error_code
- * with sm_error_set(). Writers take an flock() on ".lock" in the vault.
+ * before the before_commit gate, and write each file atomically. On pull
+ * it checks size and SHA-256, and it reports failures as a negative
+ * sm_error_code with sm_error_set(). Writers take an flock() on ".lock".
  *
  *   make            (see Makefile; needs pkg-config skillmeat and libcrypto)
  *   skillmeat vault add NAME example-dir /some/directory

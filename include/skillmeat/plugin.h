@@ -32,7 +32,7 @@ extern "C" {
 
 typedef struct sm_plugin_host sm_plugin_host;
 
-/** What the library hands to a plug-in's entry point. */
+/** Host table: the library's side of the interface, passed to the entry point. */
 struct sm_plugin_host {
 	unsigned int abi_version;       /**< SM_PLUGIN_ABI_VERSION of the library */
 	unsigned int vault_abi_version; /**< SM_VAULT_ABI_VERSION of the library */
@@ -67,13 +67,13 @@ typedef int (*sm_plugin_init_fn)(const sm_plugin_host *host);
  * $SKILLMEAT_HOME/plugins (default ~/.skillmeat/plugins), for files named
  * "*.so" that do not start with '.'. A file is loaded only when it is a
  * regular file owned by the user or root and not writable by group or
- * others, in a directory (and parents) that passes the same test, where
- * a root-owned sticky directory such as /tmp also passes.
+ * others. Its directory and the directories above it must pass the same
+ * test, except that a root-owned sticky directory such as /tmp passes.
  * sm_vault_open() loads plug-ins by itself the first time it meets a type
  * that is not registered, so built-in vaults never load any.
  */
 
-/** What the loader found about one plug-in file, or a directory it refused. */
+/** Report on one plug-in file found by the loader, or on a directory it refused. */
 typedef struct sm_plugin_info {
 	char *path;               /**< the file (or refused directory) */
 	char **types;             /**< connector types it registered */

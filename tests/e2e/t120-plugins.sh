@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Plug-ins and the installed library: 'cmake --install' of the build tree,
-# a program and plug-ins built against it with pkg-config, a plug-in that
-# serves a vault, and each way a plug-in can fail, while the built-in local
-# vault keeps working in the same run.
+# Plug-ins and the installed library. The script installs the build tree
+# with 'cmake --install', builds a program and plug-ins against it with
+# pkg-config, and serves a vault through a plug-in. Then it checks each way
+# a plug-in can fail, while the built-in local vault keeps working.
 source "$(dirname "$0")/lib.sh"
 
 PREFIX="$TMP/prefix"

@@ -150,15 +150,15 @@ int sm_plugin_check_dir(const char *path, uid_t uid)
 
 	/* the directory itself, then each parent up to "/" */
 	for (;;) {
-		const char *shown = dir[0] ? dir : "/";
+		const char *current = dir[0] ? dir : "/";
 
-		if (lstat(shown, &st) != 0)
+		if (lstat(current, &st) != 0)
 			return sm_error_set_errno(errno == ENOENT ? SM_ENOTFOUND : SM_EIO, errno,
-						  "cannot read plug-in directory '%s'", shown);
+						  "cannot read plug-in directory '%s'", current);
 		if (S_ISLNK(st.st_mode))
 			return sm_error_set(SM_EINVALID, "plug-in directory '%s' is a symbolic link",
-					    shown);
-		rc = check_dir_status(&st, shown, uid);
+					    current);
+		rc = check_dir_status(&st, current, uid);
 		if (rc)
 			return rc;
 		if (!dir[0])
@@ -320,10 +320,10 @@ static int open_checked(int dirfd, const char *name, const char *path, int *fd, 
 
 /*
  * Loads the checked file open on `fd` into p->handle and runs its init.
- * The dynamic loader knows the file by the name /proc/self/fd/<fd> and
- * returns the object already loaded under a name it has seen, so the
- * descriptor stays open while the object is loaded: the name then never
- * stands for another file.
+ * The dynamic loader records the object under the name /proc/self/fd/<fd>,
+ * and a later dlopen() of a name it has recorded returns that object. So
+ * the caller keeps the descriptor open while the object is loaded, and the
+ * name never refers to another file.
  */
 static int load_checked(plugin *p, int fd)
 {
@@ -354,7 +354,7 @@ static int load_checked(plugin *p, int fd)
 	if (!symbol)
 		return sm_error_set(SM_EINVALID, "'%s' is not a skillmeat plug-in: it does not export "
 				    "%s", p->path, SM_PLUGIN_INIT_SYMBOL);
-	/* POSIX guarantees that a function's address survives the trip through void * */
+	/* POSIX requires function pointers to have the representation of void * */
 	memcpy(&init, &symbol, sizeof(init));
 
 	p->host.abi_version = SM_PLUGIN_ABI_VERSION;
@@ -571,7 +571,7 @@ static int load_dir(const char *dir, const sm_callbacks *callbacks)
 	size_t nnames = 0;
 	int dirfd = -1, rc = 0;
 
-	/* a relative entry would load whatever the working directory holds */
+	/* a relative entry would load whatever is in the working directory */
 	if (dir[0] != '/') {
 		sm_error_set(SM_EINVALID, "ignored plug-in directory '%s' in SKILLMEAT_PLUGIN_PATH: "
 			     "it is not an absolute path", dir);

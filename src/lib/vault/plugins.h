@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-/* Longest connector type name a plug-in may register, in bytes. */
+/* Maximum length of a connector type name a plug-in registers, in bytes. */
 #define SM_PLUGIN_TYPE_MAX 64
 
 /*
@@ -26,7 +26,7 @@ int sm_plugin_type_valid(const char *type);
 /*
  * Checks the status of a plug-in file: a regular file, owned by `uid` or
  * root, and not writable by group or others. On failure the message
- * names `path` and says how to fix it.
+ * names `path` and the fix.
  */
 int sm_plugin_check_file(const struct stat *st, const char *path, uid_t uid);
 
@@ -34,7 +34,7 @@ int sm_plugin_check_file(const struct stat *st, const char *path, uid_t uid);
  * Checks directory `path` (absolute, without symbolic links) and every
  * directory above it: each must be owned by `uid` or root and must not be
  * writable by group or others, unless it is root-owned and sticky like
- * /tmp, where nobody else can rename or replace what `uid` owns.
+ * /tmp, because there no other user can rename or replace entries of `uid`.
  */
 int sm_plugin_check_dir(const char *path, uid_t uid);
 
