@@ -55,9 +55,20 @@ typedef int (*sm_plugin_init_fn)(const sm_plugin_host *host);
 #define SM_PLUGIN_EXPORT
 #endif
 
-/** Put once in a plug-in's source file: exports the ABI version it speaks. */
+/*
+ * The two symbols a plug-in defines. Declaring them here gives them C
+ * linkage and external linkage in a C++ plug-in too, where a const
+ * object defined without an earlier extern declaration stays local.
+ */
+SM_PLUGIN_EXPORT extern const unsigned int skillmeat_plugin_abi_version;
+SM_PLUGIN_EXPORT int skillmeat_plugin_init(const sm_plugin_host *host);
+
+/**
+ * Put once in a plug-in's source file: exports the ABI version it speaks.
+ * The declaration above makes it visible, also under -fvisibility=hidden.
+ */
 #define SM_PLUGIN_DECLARE() \
-	SM_PLUGIN_EXPORT const unsigned int skillmeat_plugin_abi_version = SM_PLUGIN_ABI_VERSION
+	const unsigned int skillmeat_plugin_abi_version = SM_PLUGIN_ABI_VERSION
 
 /*
  * Loading plug-ins, for programs.
