@@ -223,6 +223,24 @@ check "nothing was created for the failed type" test ! -e "$TMP/nope"
 # the home vault's data is unchanged by all of this
 check "the local vault still holds its bundle" test -f "$TMP/local-vault/bundles/demo-v1.0.0.skillmeat-pack"
 
+# ---- a plug-in written in C++ -------------------------------------------
+
+CXX=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)
+CXX=${CXX:-$(command -v c++)}
+if [ -n "$CXX" ]; then
+  mkdir -m 755 "$TMP/cxx"
+  "$CXX" -Wall -Wextra -Werror "${EXTRA[@]}" -shared -fPIC -o "$TMP/cxx/cxx.so" \
+    "$SRC/tests/plugins/cxx_plugin.cc" $(pc --cflags --libs skillmeat) -Wl,-rpath,"$LIBDIR" \
+    >"$OUT" 2>"$ERR"
+  CODE=$?
+  expect "a C++ plug-in builds" 0
+  SKILLMEAT_PLUGIN_PATH="$TMP/cxx" run "$SM" plugin list
+  expect_out "a C++ plug-in loads" "loaded  $TMP/cxx/cxx.so"
+  expect_out "a C++ plug-in registers its type" "types: example-cxx"
+else
+  not_ok "a C++ plug-in builds" "no C++ compiler found"
+fi
+
 sm plugin list extra
 expect_err "plugin list takes no arguments" 2 "expected 0 arguments"
 sm plugin frobnicate
