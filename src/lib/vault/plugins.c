@@ -593,9 +593,14 @@ static int load_dir(const char *dir, const sm_callbacks *callbacks)
 		goto done;
 	}
 	dirfd = open(real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dirfd < 0 || fstat(dirfd, &opened) != 0 || opened.st_dev != checked.st_dev ||
-	    opened.st_ino != checked.st_ino) {
-		sm_error_set(SM_ECONFLICT, "cannot open plug-in directory '%s' as checked", dir);
+	if (dirfd < 0 || fstat(dirfd, &opened) != 0) {
+		sm_error_set_errno(SM_EIO, errno, "cannot open plug-in directory '%s'", dir);
+		rc = remember_failure(dir, callbacks);
+		goto done;
+	}
+	if (opened.st_dev != checked.st_dev || opened.st_ino != checked.st_ino) {
+		sm_error_set(SM_ECONFLICT, "refused plug-in directory '%s': it was replaced while "
+			     "being checked", dir);
 		rc = remember_failure(dir, callbacks);
 		goto done;
 	}
