@@ -117,6 +117,10 @@ int cli_run_vault(cli_context *ctx, int argc, char **argv);
 /* skillmeat vault auth, in cmd_auth.c. */
 int cli_run_auth(cli_context *ctx, int argc, char **argv);
 extern const cli_command cli_auth_command;
+/* skillmeat plugin, in cmd_plugin.c. */
+int cli_run_plugin(cli_context *ctx, int argc, char **argv);
+/* Loads plug-ins (printing a warning for each that fails); 1 when one provides `type`. */
+int cli_plugin_provides(cli_context *ctx, const char *type);
 
 /* Runs the command named argv[0] from `commands`, or prints the group's help. */
 int cli_dispatch(cli_context *ctx, const char *group, const cli_command *commands,

@@ -34,6 +34,7 @@ static const cli_command commands[] = {
 	  "  TYPE local: LOCATION is a directory (created when missing)\n"
 	  "  TYPE git:   LOCATION is the repository URL; --branch B (default main)\n"
 	  "  TYPE s3:    LOCATION is the bucket; --region, --prefix, --endpoint-url\n"
+	  "  a type from a plug-in: LOCATION is stored as its 'location' setting\n"
 	  "  A URL must not contain a password: store it with 'vault auth NAME'.\n"
 	  "  --set-default   make it the vault used without --vault\n"
 	  "  --read-only     refuse push and delete on this vault" },
@@ -591,6 +592,23 @@ static int check_remote_args(cli_context *ctx, const char *name, const char *typ
 	return EXIT_OK;
 }
 
+/* Checks the location of a vault whose type comes from a plug-in. */
+static int check_plugin_args(cli_context *ctx, const char *name, const char *location,
+			     const vault_args *args)
+{
+	if (args->branch || args->region || args->prefix || args->endpoint_url)
+		return cli_usage_error(ctx, "--branch, --region, --prefix and --endpoint-url do not "
+				       "apply to a plug-in's vault type");
+	if (!*location || sm_has_control_chars(location))
+		return cli_usage_error(ctx, "invalid location '%s': it must be non-empty and without "
+				       "control characters", location);
+	if (url_has_password(location))
+		return cli_usage_error(ctx, "the location of vault '%s' contains a password or token; "
+				       "give it without the secret and store the secret with "
+				       "'skillmeat vault auth %s'", name, name);
+	return EXIT_OK;
+}
+
 /*
  * Rejects a name whose credential environment variables are those of
  * another vault ("team-x" and "team.x" both read SKILLMEAT_VAULT_TEAM_X_*),
@@ -689,6 +707,16 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 			add_setting(settings, &nsettings, "prefix", args.prefix);
 			add_setting(settings, &nsettings, "endpoint_url", args.endpoint_url);
 		}
+	} else if (cli_plugin_provides(ctx, type)) {
+		code = check_plugin_args(ctx, name, location, &args);
+		if (code)
+			goto done;
+		rc = user_file(&config, &path);
+		if (rc) {
+			code = cli_fail(ctx, rc);
+			goto done;
+		}
+		add_setting(settings, &nsettings, "location", location);
 	} else {
 		types = sm_vault_types();
 		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s, git, s3", type,
@@ -731,7 +759,7 @@ done:
 /* The location shown for a vault: its path, URL or bucket. */
 static const char *vault_location(const sm_vault_config *vault)
 {
-	static const char *const keys[] = { "path", "url", "bucket" };
+	static const char *const keys[] = { "path", "url", "bucket", "location" };
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const char *value = sm_vault_config_get(vault, keys[i]);

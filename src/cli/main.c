@@ -26,6 +26,9 @@ static const char usage[] =
 	"  vault info        show one bundle's record\n"
 	"  vault delete      delete a bundle from a vault\n"
 	"\n"
+	"Plug-ins:\n"
+	"  plugin list       show connector plug-ins and whether they loaded\n"
+	"\n"
 	"Options accepted by every command: --json, --quiet, --verbose,\n"
 	"--no-progress, --help. Run 'skillmeat <group> <command> --help' for more.\n";
 
@@ -122,6 +125,8 @@ int main(int argc, char **argv)
 		return cli_run_bundle(&ctx, argc - 2, argv + 2);
 	if (strcmp(argv[1], "vault") == 0)
 		return cli_run_vault(&ctx, argc - 2, argv + 2);
+	if (strcmp(argv[1], "plugin") == 0)
+		return cli_run_plugin(&ctx, argc - 2, argv + 2);
 	cli_error(&ctx, "unknown command group '%s'; run 'skillmeat --help' for usage", argv[1]);
 	return EXIT_USAGE;
 }

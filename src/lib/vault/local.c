@@ -371,7 +371,8 @@ static int local_open(sm_vault *self)
 		if (errno == ENOENT)
 			return sm_error_set(SM_ENOTFOUND, "vault directory '%s' of vault '%s' does not exist; "
 					    "create it or fix 'path' in %s", lv->root,
-					    lv->config->name, lv->config->source);
+					    lv->config->name,
+					    lv->config->source ? lv->config->source : "sharing.toml");
 		return sm_error_set_errno(SM_EIO, errno, "cannot access vault directory '%s'", lv->root);
 	}
 	if (!S_ISDIR(st.st_mode))

@@ -14,9 +14,11 @@
 #include <unistd.h>
 
 #include "skillmeat/bundle.h"
+#include "skillmeat/plugin.h"
 #include "skillmeat/vault.h"
 #include "util/util.h"
 #include "vault/connectors.h"
+#include "vault/plugins.h"
 #include "vault/record.h"
 
 #define MAX_REGISTERED 32
@@ -110,6 +112,21 @@ static sm_vault_ctor find_ctor(const char *type)
 	return ctor;
 }
 
+int sm_vault_type_known(const char *type)
+{
+	int known = 0;
+
+	for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+		if (strcmp(builtins[i].type, type) == 0)
+			return 1;
+	pthread_mutex_lock(&registry_lock);
+	for (size_t i = 0; i < nregistered && !known; i++)
+		if (strcmp(registered[i].type, type) == 0)
+			known = 2;
+	pthread_mutex_unlock(&registry_lock);
+	return known;
+}
+
 int sm_vault_open(sm_vault **out, const sm_vault_config *config, const sm_callbacks *callbacks)
 {
 	static const sm_callbacks none;
@@ -119,11 +136,17 @@ int sm_vault_open(sm_vault **out, const sm_vault_config *config, const sm_callba
 
 	*out = NULL;
 	ctor = find_ctor(config->type);
+	/* plug-ins are loaded only for a type nothing else provides */
+	if (!ctor && sm_plugins_load(callbacks) == 0)
+		ctor = find_ctor(config->type);
 	if (!ctor) {
 		char *known = sm_vault_types();
+		size_t failed = sm_plugins_failed();
 
-		rc = sm_error_set(SM_EINVALID, "vault '%s' has unknown type '%s'; known types: %s",
-				  config->name, config->type, known ? known : "");
+		rc = sm_error_set(SM_EINVALID, "vault '%s' has unknown type '%s'; known types: %s%s",
+				  config->name, config->type, known ? known : "",
+				  failed ? "; some plug-ins failed to load (run 'skillmeat plugin "
+				  "list')" : "");
 		free(known);
 		return rc;
 	}
