@@ -329,6 +329,21 @@ check "vault remove left no credentials" test ! -s "$OUT"
 lookup c3
 expect_out "vault remove kept other vaults" "password file conc-pw-3"
 
+# Removing the last stored field deletes the sealed file, so that later
+# commands do not ask for the passphrase of a file that holds nothing.
+export SKILLMEAT_HOME="$TMP/solo"
+"$SM" vault add solo git https://git.example.com/team/vault.git >/dev/null
+printf 'only-pw\n' | SKILLMEAT_CREDENTIALS_PASSPHRASE="$PASSPHRASE" \
+  "$SM" vault auth solo --store file --password-stdin >/dev/null 2>&1
+check "solo sealed file written" test -s "$SKILLMEAT_HOME/credentials"
+SKILLMEAT_CREDENTIALS_PASSPHRASE="$PASSPHRASE" sm vault auth solo --remove --store file
+expect_out "removing the last field reports it" "removed 1 stored credential field of vault 'solo'"
+check "removing the last field deletes the sealed file" test ! -e "$SKILLMEAT_HOME/credentials"
+lookup solo
+expect "lookup after the last removal needs no passphrase" 0
+check "lookup after the last removal finds nothing" test ! -s "$OUT"
+export SKILLMEAT_HOME="$TMP/home"
+
 # --- keychain on a private gnome-keyring ---
 
 KC_PW="KeychainPw-0f1e2d"

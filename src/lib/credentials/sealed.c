@@ -594,7 +594,18 @@ int sm_sealed_update(const char *home, const char *passphrase, const char *vault
 	}
 	if (remove && count == 0)
 		goto done;
-	rc = write_sealed(&p, header, header_len, key, records, len);
+	if (remove && len == 0) {
+		/*
+		 * The last record went: drop the file, so that later lookups do
+		 * not ask for the passphrase of a file that holds nothing.
+		 */
+		if (unlink(p.file) != 0 && errno != ENOENT)
+			rc = sm_error_set_errno(SM_EIO, errno, "cannot remove '%s'", p.file);
+		else
+			rc = sm_fsync_parent(p.file);
+	} else {
+		rc = write_sealed(&p, header, header_len, key, records, len);
+	}
 	if (!rc && changed)
 		*changed = count;
 done:
