@@ -390,6 +390,88 @@ static int load_known_hosts(sftp_vault *sv, LIBSSH2_KNOWNHOSTS *hosts)
 	return 0;
 }
 
+/* Host key algorithms that verify a key of a known_hosts key type. */
+static const char *algorithms_of(int knownhost_type)
+{
+	switch (knownhost_type) {
+	case LIBSSH2_KNOWNHOST_KEY_SSHRSA: return "rsa-sha2-512,rsa-sha2-256,ssh-rsa";
+	case LIBSSH2_KNOWNHOST_KEY_SSHDSS: return "ssh-dss";
+	case LIBSSH2_KNOWNHOST_KEY_ECDSA_256: return "ecdsa-sha2-nistp256";
+	case LIBSSH2_KNOWNHOST_KEY_ECDSA_384: return "ecdsa-sha2-nistp384";
+	case LIBSSH2_KNOWNHOST_KEY_ECDSA_521: return "ecdsa-sha2-nistp521";
+	case LIBSSH2_KNOWNHOST_KEY_ED25519: return "ssh-ed25519";
+	default: return NULL;
+	}
+}
+
+/* Returns 1 when the comma-separated `list` contains `name`. */
+static int list_has(const char *list, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (const char *p = list; p && *p; p = strchr(p, ','), p = p ? p + 1 : NULL)
+		if (strncmp(p, name, len) == 0 && (p[len] == ',' || p[len] == '\0'))
+			return 1;
+	return 0;
+}
+
+/*
+ * Asks first for the host key types that known_hosts has for this server,
+ * as OpenSSH's client does. Otherwise libssh2 negotiates its own first
+ * choice, and a server known by another of its keys looks unknown. Only
+ * entries with a plain host name are seen; hashed names are not.
+ */
+static void prefer_known_key_types(sftp_vault *sv)
+{
+	LIBSSH2_KNOWNHOSTS *hosts = libssh2_knownhost_init(sv->session);
+	struct libssh2_knownhost *entry, *prev = NULL;
+	const char **supported = NULL;
+	char *name = known_hosts_name(sv), pref[1024] = "";
+	size_t used = 0;
+	int nsupported;
+
+	if (!hosts || !name || load_known_hosts(sv, hosts) != 0)
+		goto done;
+	nsupported = libssh2_session_supported_algs(sv->session, LIBSSH2_METHOD_HOSTKEY, &supported);
+	if (nsupported <= 0)
+		goto done;
+	while (libssh2_knownhost_get(hosts, &entry, prev) == 0) {
+		const char *algorithms = algorithms_of(entry->typemask & LIBSSH2_KNOWNHOST_KEY_MASK);
+		char copy[128], *save = NULL;
+
+		prev = entry;
+		if (!entry->name || !algorithms || strcmp(entry->name, name) != 0)
+			continue;
+		snprintf(copy, sizeof(copy), "%s", algorithms);
+		for (char *alg = strtok_r(copy, ",", &save); alg; alg = strtok_r(NULL, ",", &save)) {
+			int n;
+
+			if (list_has(pref, alg))
+				continue;
+			for (n = 0; n < nsupported && strcmp(supported[n], alg) != 0; n++)
+				;
+			if (n == nsupported || used + strlen(alg) + 2 >= sizeof(pref))
+				continue;
+			used += (size_t)snprintf(pref + used, sizeof(pref) - used, "%s%s", used ? "," : "", alg);
+		}
+	}
+	if (!used)
+		goto done;
+	/* the other types stay, after these, for a server that changed its keys */
+	for (int n = 0; n < nsupported; n++) {
+		if (list_has(pref, supported[n]) || used + strlen(supported[n]) + 2 >= sizeof(pref))
+			continue;
+		used += (size_t)snprintf(pref + used, sizeof(pref) - used, ",%s", supported[n]);
+	}
+	libssh2_session_method_pref(sv->session, LIBSSH2_METHOD_HOSTKEY, pref);
+done:
+	if (supported)
+		libssh2_free(sv->session, supported);
+	if (hosts)
+		libssh2_knownhost_free(hosts);
+	free(name);
+}
+
 /* Checks the server's host key against known_hosts; SM_EAUTH when not trusted. */
 static int check_host_key(sftp_vault *sv)
 {
@@ -564,8 +646,12 @@ int sftp_connect(sftp_vault *sv)
 		return sm_error_set(SM_ENOMEM, "cannot create an SSH session");
 	libssh2_session_set_blocking(sv->session, 1);
 	libssh2_session_set_timeout(sv->session, sv->timeout_ms);
+	prefer_known_key_types(sv);
 	if (libssh2_session_handshake(sv->session, sv->sock) != 0)
 		return sftp_fail(sv, "start an SSH session with", sv->host);
+	sftp_notify(sv, SM_LOG_DEBUG, "connected to '%s' port %d: cipher %s, MAC %s", sv->host, sv->port,
+		    libssh2_session_methods(sv->session, LIBSSH2_METHOD_CRYPT_CS),
+		    libssh2_session_methods(sv->session, LIBSSH2_METHOD_MAC_CS));
 	if ((rc = check_host_key(sv)) != 0)
 		return rc;
 	if ((rc = authenticate(sv)) != 0)

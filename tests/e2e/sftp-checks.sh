@@ -126,6 +126,22 @@ vrun changed ls
 expect_err "changed host key refused" 6 "has CHANGED"
 check "changed key not overwritten" [ "$(wc -l <"$TMP/kh-changed")" -eq 1 ]
 
+# a server with two host keys is trusted by whichever one known_hosts has
+ssh-keygen -q -t ecdsa -N '' -f "$TMP/sshd/host_ecdsa"
+PORT2=$(free_port)
+sed "s/^Port .*/Port $PORT2/; s|^PidFile .*|PidFile $TMP/sshd/sshd2.pid|" \
+  "$TMP/sshd/sshd_config" >"$TMP/sshd/sshd2_config"
+echo "HostKey $TMP/sshd/host_ecdsa" >>"$TMP/sshd/sshd2_config"
+_spawn "$TMP/sshd2.log" /usr/sbin/sshd -D -e -f "$TMP/sshd/sshd2_config"
+wait_port "$PORT2"
+for type in ed25519 ecdsa; do
+  echo "[127.0.0.1]:$PORT2 $(cut -d' ' -f1,2 "$TMP/sshd/host_$type.pub")" >"$TMP/kh-$type"
+  vadd "two$type" "sftp://$SSH_USER@127.0.0.1:$PORT2$VAULT" known_hosts="$TMP/kh-$type"
+  vauth_key "two$type" "$SSH_KEY"
+  vrun "two$type" ls
+  expect "server with two keys, known by its $type key" 0
+done
+
 # --- authentication ---
 ssh-keygen -q -t ed25519 -N '' -f "$TMP/wrong_key"
 vadd wrongkey "$URL" known_hosts="$SSH_KNOWN_HOSTS"
