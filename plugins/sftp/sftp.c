@@ -9,10 +9,10 @@
  * - metadata/ is the truth and index.json a cache, rebuilt when missing,
  *   corrupt, older than metadata/ or naming other ids.
  *
- * OpenSSH's SFTP server (protocol v3) refuses to rename over an existing
+ * OpenSSH's SFTP server (protocol v3) rejects a rename over an existing
  * file, and libssh2 1.10 cannot send OpenSSH's posix-rename extension. So
- * a push never replaces a file that readers trust: a new version has no
- * files yet, data left by a killed push is removed first, and --force
+ * a push never renames over a file that readers trust. A new version has
+ * no files yet, and data left by a killed push is removed first. --force
  * removes the old version (index entry, metadata, data) before it renames
  * the new files in. index.json is replaced by remove and rename under the
  * lock; a reader that looks in between finds no index and rebuilds it.
@@ -405,7 +405,11 @@ static int write_index(sftp_vault *sv, const sm_record_list *list)
 	return rc;
 }
 
-/* Refuses to rebuild an index whose metadata directory is gone (see local.c). */
+/*
+ * Rejects rebuilding the index when metadata/ is gone but index.json is
+ * not, since the rebuild would replace the only remaining list with an
+ * empty one.
+ */
 static int check_metadata_dir(sftp_vault *sv, const id_set *ids)
 {
 	LIBSSH2_SFTP_ATTRIBUTES attrs;
@@ -523,7 +527,7 @@ done:
 /*
  * Uploads the bundle to the temporary file `tmp`, hashing what it sends.
  * The buffer is refilled while earlier writes still wait for their
- * acknowledgements, so the SFTP requests stay pipelined; libssh2 expects
+ * acknowledgements, so the SFTP requests stay pipelined. libssh2 expects
  * each call to start with the bytes it has not yet confirmed.
  */
 static int upload(sftp_vault *sv, int fd, const char *tmp, unsigned char digest[32],
@@ -820,7 +824,7 @@ static int sftp_push(sm_vault *self, int fd, sm_record *record, sm_push_opts *op
 	if (exists) {
 		rc = remove_old_version(sv, &index, record->bundle_id, meta, dest);
 	} else {
-		/* data without metadata is what a killed push left: nobody lists it */
+		/* data without metadata is what a killed push left, and no reader lists it */
 		rc = remote_unlink(sv, dest);
 		rc = rc == SM_ENOTFOUND ? 0 : rc;
 	}
@@ -879,8 +883,9 @@ static int write_all(int fd, const char *data, size_t len)
 
 /*
  * Streams the data of `id` to `fd` once, hashing it. *changed is set when
- * the check fails and the metadata read again differs from `meta_text`:
- * a --force push replaced the bundle meanwhile, and the caller retries.
+ * the check fails and the metadata file, read again, differs from the one
+ * read first, because a --force push replaced the bundle meanwhile. The
+ * caller then retries.
  */
 static int pull_once(sftp_vault *sv, const char *id, int fd, sm_record **out, int *changed)
 {
