@@ -848,11 +848,20 @@ static int sftp_push(sm_vault *self, int fd, sm_record *record, sm_push_opts *op
 		goto done;
 	rc = write_index(sv, &index);
 done:
-	lock_release(sv);
-	if (tmp && sv->sftp)
-		remote_unlink(sv, tmp);
-	if (meta_tmp && sv->sftp)
-		remote_unlink(sv, meta_tmp);
+	if (rc) {
+		/* the clean-up must not replace the message of the failure */
+		char message[2048];
+
+		snprintf(message, sizeof(message), "%s", sm_error_message());
+		lock_release(sv);
+		if (tmp)
+			remote_unlink(sv, tmp);
+		if (meta_tmp)
+			remote_unlink(sv, meta_tmp);
+		sm_error_set(rc, "%s", message);
+	} else {
+		lock_release(sv);
+	}
 	sm_record_list_release(&index);
 	free(dest);
 	free(meta);
@@ -1075,7 +1084,15 @@ static int sftp_delete(sm_vault *self, const char *bundle_id)
 	if (rc == SM_ENOTFOUND)
 		rc = 0;
 done:
-	lock_release(sv);
+	if (rc) {
+		char message[2048];
+
+		snprintf(message, sizeof(message), "%s", sm_error_message());
+		lock_release(sv);
+		sm_error_set(rc, "%s", message);
+	} else {
+		lock_release(sv);
+	}
 	sm_record_list_release(&index);
 	free(meta);
 	free(dest);
