@@ -194,6 +194,22 @@ expect "push recovers a stale lock" 0
 check "stale lock reported" grep -qF "removed the stale lock" "$ERR"
 check "no lock left" [ -z "$(find "$VAULT" -maxdepth 1 -name '.skillmeat-lock*')" ]
 
+# four writers find the same stale lock: one removes it, all push
+for i in 1 2 3 4; do make_bundle "s$i" 1.0 "$TMP/s$i.skillmeat-pack"; done
+mkdir "$VAULT/.skillmeat-lock"
+echo "host=elsewhere boot=none pid=1 time=0 token=old2" >"$VAULT/.skillmeat-lock/owner"
+touch -d '-2 hours' "$VAULT/.skillmeat-lock/owner" "$VAULT/.skillmeat-lock"
+pids=()
+for i in 1 2 3 4; do
+  (OUT=$TMP/s$i.out ERR=$TMP/s$i.err; vrun main push "$TMP/s$i.skillmeat-pack"; exit "$CODE") &
+  pids+=($!)
+done
+racers_failed=0
+for p in "${pids[@]}"; do wait "$p" || racers_failed=$((racers_failed + 1)); done
+check "writers racing for a stale lock all push" [ "$racers_failed" -eq 0 ]
+check "exactly one writer removes the stale lock" [ "$(cat "$TMP"/s[1-4].err | grep -c 'removed the stale lock')" -eq 1 ]
+check "all racing writers listed" [ "$(vids main | grep -c '^s[1-4]-v1.0$')" -eq 4 ]
+
 vadd impatient "$URL" known_hosts="$SSH_KNOWN_HOSTS" lock_wait=2 lock_timeout=600
 vauth_key impatient "$SSH_KEY"
 mkdir "$VAULT/.skillmeat-lock"
