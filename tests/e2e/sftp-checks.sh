@@ -285,6 +285,15 @@ for round in 1 2 3 4 5 6; do
 done
 echo "     $killed of 6 pushes were killed before they finished"
 check "most pushes killed mid-way" [ "$killed" -ge 3 ]
+# small pushes are short, so kills land in every phase, the locked commit too
+for i in $(seq 1 12); do make_bundle "k$i" 1.0 "$TMP/k$i.skillmeat-pack"; done
+for i in $(seq 1 12); do
+  (vrun main push "$TMP/k$i.skillmeat-pack"; exit "$CODE") &
+  victim=$!
+  sleep "0.$(printf '%02d' $((RANDOM % 35 + 5)))"
+  pkill -KILL -P "$victim" 2>/dev/null
+  wait "$victim" 2>/dev/null
+done
 kill_failures=0
 listed=$(vids main)
 for id in $listed; do
@@ -297,3 +306,11 @@ expect "push after SIGKILLs" 0
 vrun main pull big1-v1 "$TMP/after-kill-final"
 check "big bundle pulls byte-identical" cmp -s "$TMP/big1.skillmeat-pack" "$TMP/after-kill-final/big1-v1.skillmeat-pack"
 check "no lock left after SIGKILLs" [ ! -e "$VAULT/.skillmeat-lock" ]
+# every killed small push can be completed
+k_failures=0
+for i in $(seq 1 12); do
+  vrun main push "$TMP/k$i.skillmeat-pack"
+  [ "$CODE" -eq 0 ] || k_failures=$((k_failures + 1))
+done
+check "killed pushes complete on retry" [ "$k_failures" -eq 0 ]
+check "all 12 retried pushes listed" [ "$(vids main | grep -c '^k[0-9]*-v1.0$')" -eq 12 ]
