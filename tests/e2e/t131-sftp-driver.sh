@@ -59,4 +59,30 @@ vids() {
 
 source "$SRC/tests/e2e/sftp-checks.sh"
 
+# locations that the connector rejects before it connects; `vault add` may
+# reject some of them already, so they are checked here only
+for bad in "sftp://127.0.0.1" "sftp://$SSH_USER@/srv" "http://127.0.0.1/srv" \
+  "sftp://$SSH_USER@127.0.0.1:0/srv" "sftp://$SSH_USER@127.0.0.1:22x/srv" \
+  "sftp://$SSH_USER@[::1/srv"; do
+  vadd bad "$bad"
+  vrun bad ls
+  expect_err "location $bad rejected" 9 "invalid location"
+done
+vadd pw "sftp://$SSH_USER:secret@127.0.0.1:$SSHD_PORT$VAULT"
+vrun pw ls
+expect_err "password in the location rejected" 9 "must not contain a password"
+check "password not echoed" bash -c '! grep -q secret "$1"' _ "$ERR"
+vadd nolocation ""
+vrun nolocation ls
+expect_err "missing location" 9 "has no 'location'"
+vadd slow "$URL" known_hosts="$SSH_KNOWN_HOSTS" timeout=0
+vrun slow ls
+expect_err "invalid timeout" 9 "invalid timeout"
+# "/~/" starts a path relative to the login directory on the server
+login_dir=$(getent passwd "$SSH_USER" | cut -d: -f6)
+vadd home "sftp://$SSH_USER@127.0.0.1:$SSHD_PORT/~/$(realpath -m --relative-to="$login_dir" "$VAULT")" \
+  known_hosts="$SSH_KNOWN_HOSTS"
+vauth_key home "$SSH_KEY"
+check "location relative to the login directory" [ "$(vids home)" = "$(vids main)" -a -n "$(vids main)" ]
+
 finish
