@@ -6,11 +6,12 @@
  *
  * A lock is stale when its owner is a process on this machine that no
  * longer runs, when it is older than lock_timeout by the server's clock,
- * or when a waiter has seen the same owner for lock_timeout seconds. The
- * recoverer renames the stale directory to a name of its own, which only
- * one of several recoverers can do, checks that it moved the owner it
- * judged stale (else it puts the directory back), deletes it and tries
- * mkdir again. A holder checks its owner file before each step that
+ * or when a waiter has seen the same owner for lock_timeout seconds.
+ *
+ * The recoverer renames the stale directory to a name of its own, which
+ * only one of several recoverers can do. It then reads the owner it moved.
+ * When that is not the owner it judged stale, it puts the directory back;
+ * otherwise it deletes it and tries mkdir again. A holder checks its owner file before each step that
  * changes what readers see, so a holder whose lock was taken stops.
  */
 #define _GNU_SOURCE
@@ -42,7 +43,7 @@ static void sleep_ms(long ms)
 		;
 }
 
-/* Reads /proc/sys/kernel/random/boot_id, which tells reboots and machines apart. */
+/* Reads /proc/sys/kernel/random/boot_id, which differs between boots and machines. */
 static void read_boot_id(char out[40])
 {
 	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");

@@ -1,7 +1,8 @@
-# The SFTP connector as an outsider builds and uses it: install skillmeat
-# into a prefix, build plugins/sftp against the installed headers and
-# pkg-config file only, load it through SKILLMEAT_PLUGIN_PATH, and run
-# every vault command against sshd on 127.0.0.1 (checks in sftp-checks.sh).
+# The SFTP connector as an outsider builds and uses it. The script installs
+# skillmeat into a prefix and builds plugins/sftp against the installed
+# headers and pkg-config file only. It loads the plug-in through
+# SKILLMEAT_PLUGIN_PATH and runs every vault command against sshd on
+# 127.0.0.1 (the checks are in sftp-checks.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$SRC/tests/servers/servers.sh"
 
