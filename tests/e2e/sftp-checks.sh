@@ -172,6 +172,24 @@ vauth_key closed "$SSH_KEY"
 vrun closed ls
 expect_err "connection refused" 8 "cannot connect"
 
+# a server that accepts the connection and never speaks SSH
+silent_port=$(free_port)
+_spawn "$TMP/silent.log" python3 -c 'import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+held = []
+while True:
+    held.append(s.accept()[0])' "$silent_port"
+wait_port "$silent_port"
+vadd silent "sftp://$SSH_USER@127.0.0.1:$silent_port$VAULT" known_hosts="$SSH_KNOWN_HOSTS" timeout=2
+vauth_key silent "$SSH_KEY"
+started=$SECONDS
+vrun silent ls
+expect_err "silent server times out" 8 "timed out after 2000 ms"
+check "timeout within 10 s" [ $((SECONDS - started)) -lt 10 ]
+
 # --- tampered data on the server ---
 cp "$VAULT/bundles/alpha-v1.0.skillmeat-pack" "$TMP/saved-data"
 size=$(stat -c %s "$TMP/saved-data")
