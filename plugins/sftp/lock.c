@@ -8,10 +8,11 @@
  * longer runs, when it is older than lock_timeout by the server's clock,
  * or when a waiter has seen the same owner for lock_timeout seconds.
  *
- * The recoverer renames the stale directory to a name of its own, which
- * only one of several recoverers can do. It then reads the owner it moved.
- * When that is not the owner it judged stale, it puts the directory back;
- * otherwise it deletes it and tries mkdir again. A holder checks its owner file before each step that
+ * A recoverer first creates <lock>.break, which only one of several
+ * recoverers can do. It then reads the owner again and removes the lock
+ * only when that is still the owner it judged stale. While the stale lock
+ * exists no writer can create a new one, so the removal never hits a live
+ * lock unless its holder outlived lock_timeout. A holder checks its owner file before each step that
  * changes what readers see, so a holder whose lock was taken stops.
  */
 #define _GNU_SOURCE
@@ -146,37 +147,43 @@ static void remove_lock_dir(sftp_vault *sv, const char *dir)
 }
 
 /*
- * Moves the stale lock aside and deletes it, when it still has the owner
- * `seen` that was judged stale. Returns 0 also when another writer won.
+ * Removes the stale lock when it still has the owner `seen`. Recoverers
+ * serialise on a second directory, <lock>.break, so that between the
+ * check of the owner and the removal no other recoverer acts, and no new
+ * lock can appear because the stale one still exists. Returns 0 also when
+ * another recoverer is at work or the lock changed meanwhile.
  */
 static int recover_stale(sftp_vault *sv, const char *seen, const char *why)
 {
-	char *aside = sftp_asprintf("%s.stale-%s", sv->lock_dir, sv->token), *moved = NULL;
-	int rc;
+	LIBSSH2_SFTP_ATTRIBUTES attrs;
+	char *breaker = sftp_asprintf("%s.break", sv->lock_dir), *owner = NULL;
+	uint64_t server_now;
+	int rc = 0;
 
-	if (!aside)
+	if (!breaker)
 		return SM_ENOMEM;
-	rc = remote_rename(sv, sv->lock_dir, aside);
-	if (rc) {
-		/* released, or another recoverer moved it first */
-		free(aside);
-		return rc == SM_ENOTFOUND || rc == SM_EIO ? 0 : rc;
-	}
-	rc = read_owner(sv, aside, &moved);
-	if (!rc && strcmp(moved, seen) != 0) {
-		/* a new holder took the lock between our check and the rename */
-		if (remote_rename(sv, aside, sv->lock_dir) != 0)
-			remove_lock_dir(sv, aside);
+	if (libssh2_sftp_mkdir_ex(sv->sftp, breaker, (unsigned int)strlen(breaker), 0755) != 0) {
+		/* another recoverer is at work, or one was killed while it was */
+		if (remote_stat(sv, breaker, &attrs) == 0 && remote_clock(sv, &server_now) == 0 &&
+		    server_now >= attrs.mtime + (uint64_t)sv->lock_timeout_s)
+			libssh2_sftp_rmdir_ex(sv->sftp, breaker, (unsigned int)strlen(breaker));
 		goto done;
 	}
-	remove_lock_dir(sv, aside);
+	rc = read_owner(sv, sv->lock_dir, &owner);
+	if (rc || strcmp(owner, seen) != 0) {
+		/* released or recovered meanwhile: nothing to remove */
+		goto release;
+	}
+	remove_lock_dir(sv, sv->lock_dir);
 	seen = *seen ? seen : "an owner that never wrote its file\n";
 	sftp_notify(sv, SM_LOG_WARN, "removed the stale lock of vault '%s' (%s) held by %.*s",
 		    sv->config->name, why, (int)strcspn(seen, "\n"), seen);
+release:
+	libssh2_sftp_rmdir_ex(sv->sftp, breaker, (unsigned int)strlen(breaker));
 done:
-	free(moved);
-	free(aside);
-	return rc;
+	free(owner);
+	free(breaker);
+	return rc == SM_ENOTFOUND ? 0 : rc;
 }
 
 /* Creates the lock directory and our owner file. SM_ECONFLICT when taken. */
@@ -339,37 +346,4 @@ void lock_release(sftp_vault *sv)
 		remove_lock_dir(sv, sv->lock_dir);
 	free(sv->lock_owner);
 	sv->lock_owner = NULL;
-}
-
-typedef struct leftovers {
-	uint64_t older_than;
-	size_t prefix_len;
-} leftovers;
-
-static int remove_leftover(sftp_vault *sv, const char *name, const LIBSSH2_SFTP_ATTRIBUTES *attrs,
-			   void *payload)
-{
-	leftovers *state = payload;
-	const char *base = strrchr(sv->lock_dir, '/') + 1;
-	char *path;
-
-	if (strncmp(name, base, state->prefix_len) != 0 ||
-	    strncmp(name + state->prefix_len, ".stale-", 7) != 0 ||
-	    !LIBSSH2_SFTP_S_ISDIR(attrs->permissions) || attrs->mtime >= state->older_than)
-		return 0;
-	path = sftp_asprintf("%s/%s", sv->root, name);
-	if (path)
-		remove_lock_dir(sv, path);
-	free(path);
-	return 0;
-}
-
-void lock_clean_leftovers(sftp_vault *sv, uint64_t server_now)
-{
-	leftovers state;
-
-	state.older_than = server_now > (uint64_t)sv->lock_timeout_s
-		? server_now - (uint64_t)sv->lock_timeout_s : 0;
-	state.prefix_len = strlen(strrchr(sv->lock_dir, '/') + 1);
-	remote_list_dir(sv, sv->root, remove_leftover, &state);
 }

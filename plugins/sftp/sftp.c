@@ -642,7 +642,6 @@ static void remove_stale_temps(sftp_vault *sv, uint64_t server_now)
 				    sweep.removed, sweep.removed == 1 ? "" : "s", dir);
 		free(dir);
 	}
-	lock_clean_leftovers(sv, server_now);
 }
 
 /*
@@ -940,18 +939,22 @@ static int pull_once(sftp_vault *sv, const char *id, int fd, sm_record **out, in
 		}
 		if (n == 0)
 			break;
+		size += (uint64_t)n;
+		/* a file longer than its record is refused before the excess is written */
+		if (record->size_bytes && size > record->size_bytes)
+			break;
 		EVP_DigestUpdate(ctx, buf, (size_t)n);
 		if ((rc = write_all(fd, buf, (size_t)n)) != 0)
 			goto done;
-		size += (uint64_t)n;
 		report_progress(sv, size, total);
 	}
 	EVP_DigestFinal_ex(ctx, digest, NULL);
 	hex_digest(digest, hex);
 	expected = sm_record_metadata_get(record, "sha256");
 	if (record->size_bytes && size != record->size_bytes)
-		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' is corrupt: it has %llu "
+		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' is corrupt: it has %s%llu "
 				  "bytes, its metadata says %llu", id, sv->config->name,
+				  size > record->size_bytes ? "at least " : "",
 				  (unsigned long long)size, (unsigned long long)record->size_bytes);
 	else if (expected && strcmp(expected, hex) != 0)
 		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' is corrupt: SHA-256 %s, "

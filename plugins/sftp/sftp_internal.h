@@ -104,7 +104,5 @@ int lock_try(sftp_vault *sv);
 /* SM_ECONFLICT when the lock is no longer ours. */
 int lock_check(sftp_vault *sv);
 void lock_release(sftp_vault *sv);
-/* Removes stale-lock directories that a killed recovery left behind. */
-void lock_clean_leftovers(sftp_vault *sv, uint64_t server_now);
 
 #endif

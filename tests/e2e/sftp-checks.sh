@@ -201,6 +201,10 @@ head -c $((size - 10)) "$TMP/saved-data" >"$VAULT/bundles/alpha-v1.0.skillmeat-p
 vrun main pull alpha-v1.0 "$TMP/pulled-truncated"
 expect_err "truncated data refused" 7 "corrupt"
 check "truncated pull writes nothing" [ -z "$(ls -A "$TMP/pulled-truncated" 2>/dev/null)" ]
+{ cat "$TMP/saved-data"; head -c 5M /dev/zero; } >"$VAULT/bundles/alpha-v1.0.skillmeat-pack"
+vrun main pull alpha-v1.0 "$TMP/pulled-long"
+expect_err "overlong data refused" 7 "has at least"
+check "overlong pull writes nothing" [ -z "$(ls -A "$TMP/pulled-long" 2>/dev/null)" ]
 cp "$TMP/saved-data" "$VAULT/bundles/alpha-v1.0.skillmeat-pack"
 
 # --- stale and live locks ---
