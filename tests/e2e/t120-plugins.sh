@@ -307,6 +307,18 @@ check "--json: every entry has an error" json_true 'all(isinstance(p.get("error"
 check "--json: a non-UTF-8 name is escaped" json_true '[p["path"] for p in d if "bad" in p["path"]] == [T + "/odd/bad\\xff-name.so"]'
 check "--json: a newline in a name is kept" json_true '[p["path"] for p in d if "line" in p["path"]] == [T + "/odd/new\nline.so"]'
 
+# many broken files give a bounded number of warnings, and plugin list has them all
+mkdir -m 755 "$TMP/junk"
+for i in $(seq 1 30); do printf 'junk' >"$TMP/junk/junk$i.so"; done
+chmod 644 "$TMP/junk"/*.so
+SKILLMEAT_PLUGIN_PATH="$TMP/junk" run "$SM" vault ls --vault hand
+check "30 broken plug-ins give 20 warnings and a summary" \
+  test "$(grep -c '^skillmeat: warning: ' "$ERR")" -eq 21
+check "the summary counts the rest" \
+  grep -qF "skillmeat: warning: 10 more plug-ins failed to load; run 'skillmeat plugin list'" "$ERR"
+SKILLMEAT_PLUGIN_PATH="$TMP/junk" run "$SM" plugin list --json
+check "plugin list reports all 30 broken files" json_true 'len(d) == 30'
+
 sm plugin list extra
 expect_err "plugin list takes no arguments" 2 "expected 0 arguments"
 sm plugin frobnicate

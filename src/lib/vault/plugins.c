@@ -413,6 +413,17 @@ static void warn(const sm_callbacks *callbacks, sm_log_level level, const char *
 		callbacks->message(level, text, callbacks->payload);
 }
 
+/* Failures warned about one by one; 'plugin list' shows the rest. */
+#define MAX_FAILURE_WARNINGS 20
+static size_t failure_warnings;
+
+/* Warns about one failed plug-in, up to MAX_FAILURE_WARNINGS per process. */
+static void warn_failure(const sm_callbacks *callbacks, const char *text)
+{
+	if (failure_warnings++ < MAX_FAILURE_WARNINGS)
+		warn(callbacks, SM_LOG_WARN, text);
+}
+
 /* Records a failure for `path` (a file or a directory) and warns about it. */
 static int remember_failure(const char *path, const sm_callbacks *callbacks)
 {
@@ -427,7 +438,7 @@ static int remember_failure(const char *path, const sm_callbacks *callbacks)
 		plugin_free(p);
 		return SM_ENOMEM;
 	}
-	warn(callbacks, SM_LOG_WARN, p->error);
+	warn_failure(callbacks, p->error);
 	return remember(p);
 }
 
@@ -504,7 +515,7 @@ static int load_file(int dirfd, const char *dir, const char *name, const sm_call
 		return SM_ENOMEM;
 	}
 	if (rc)
-		warn(callbacks, SM_LOG_WARN, p->error);
+		warn_failure(callbacks, p->error);
 	return remember(p);
 }
 
@@ -693,6 +704,13 @@ int sm_plugins_load(const sm_callbacks *callbacks)
 			seen = strcmp(dirs[i], dirs[j]) == 0;
 		if (!seen)
 			rc = load_dir(dirs[i], callbacks);
+	}
+	if (failure_warnings > MAX_FAILURE_WARNINGS) {
+		char *note = sm_asprintf("%zu more plug-ins failed to load; run 'skillmeat plugin "
+					 "list' to see why", failure_warnings - MAX_FAILURE_WARNINGS);
+
+		warn(callbacks, SM_LOG_WARN, note ? note : "more plug-ins failed to load");
+		free(note);
 	}
 	plugins_scanned = rc == 0;
 	loading = 0;
