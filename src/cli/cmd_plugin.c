@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "util/util.h"
 #include "skillmeat/plugin.h"
 
 static int run_list(cli_context *ctx, int argc, char **argv);
@@ -23,18 +24,41 @@ int cli_run_plugin(cli_context *ctx, int argc, char **argv)
 	return cli_dispatch(ctx, "plugin", commands, argc, argv);
 }
 
+/*
+ * Returns a JSON string for `text`. A file name need not be UTF-8, and
+ * jansson rejects such a string, so then every byte from 0x80 up is
+ * written as the text \xNN, the escape the plain output uses for control bytes.
+ */
+static json_t *json_text(const char *text)
+{
+	json_t *value = json_string(text);
+	sm_buf escaped = SM_BUF_INIT(0);
+
+	if (value)
+		return value;
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		if (*p >= 0x80)
+			sm_buf_printf(&escaped, "\\x%02x", *p);
+		else
+			sm_buf_putc(&escaped, (char)*p);
+	}
+	value = json_string(escaped.data ? escaped.data : "");
+	sm_buf_release(&escaped);
+	return value;
+}
+
 static json_t *info_to_json(const sm_plugin_info *info)
 {
 	json_t *item = json_object(), *types = json_array();
 
 	for (size_t j = 0; j < info->ntypes; j++)
 		json_array_append_new(types, json_string(info->types[j]));
-	json_object_set_new(item, "path", json_string(info->path));
+	json_object_set_new(item, "path", json_text(info->path));
 	json_object_set_new(item, "loaded", json_boolean(info->loaded));
 	json_object_set_new(item, "abi_version",
 			    info->abi_version ? json_integer(info->abi_version) : json_null());
 	json_object_set_new(item, "types", types);
-	json_object_set_new(item, "error", info->error ? json_string(info->error) : json_null());
+	json_object_set_new(item, "error", info->error ? json_text(info->error) : json_null());
 	return item;
 }
 

@@ -241,6 +241,84 @@ else
   not_ok "a C++ plug-in builds" "no C++ compiler found"
 fi
 
+# ---- registrations the loader must reject --------------------------------
+
+# Each variant of this plug-in misbehaves in one way the loader must catch.
+cat >"$TMP/odd.c" <<'CSRC'
+#include <skillmeat/error.h>
+#include <skillmeat/plugin.h>
+
+static int odd_new(sm_vault **out, const sm_vault_config *config, const sm_callbacks *callbacks)
+{
+	(void)config;
+	(void)callbacks;
+	*out = NULL;
+	return sm_error_set(SM_EINVALID, "not used");
+}
+
+SM_PLUGIN_DECLARE();
+
+SM_PLUGIN_EXPORT int skillmeat_plugin_init(const sm_plugin_host *host)
+{
+#if defined(TWICE)
+	host->register_vault(host, "odd-twice", SM_VAULT_ABI_VERSION, odd_new);
+	return host->register_vault(host, "odd-twice", SM_VAULT_ABI_VERSION, odd_new);
+#elif defined(NO_TYPES)
+	(void)host;
+	(void)odd_new;
+	return 0;
+#else
+	(void)host;
+	(void)odd_new;
+	return 3;
+#endif
+}
+CSRC
+ODD="$TMP/odd"
+mkdir -m 755 "$ODD"
+for flag in TWICE NO_TYPES POSITIVE; do
+  build "$ODD/$flag.so" -shared -fPIC "-D$flag" "$TMP/odd.c" $(pc --cflags --libs skillmeat)
+  expect "odd plug-in $flag builds" 0
+done
+# a file name that is not UTF-8, and one with a newline
+printf 'junk' >"$ODD/$(printf 'bad\xff')-name.so"
+printf 'junk' >"$ODD/new
+line.so"
+chmod 644 "$ODD"/*.so
+
+SKILLMEAT_PLUGIN_PATH="$ODD" run "$SM" plugin list
+expect "plugin list reports odd plug-ins" 0
+expect_out "a type registered twice names the plug-in itself" \
+  "connector type 'odd-twice' is registered twice by the same plug-in"
+check "a type registered twice is not blamed on the program" \
+  bash -c "! grep -qF 'registered already by the program' '$OUT'"
+expect_out "a plug-in without types is refused" \
+  "plug-in '$ODD/NO_TYPES.so' registered no connector types"
+expect_out "a positive init result without a message is explained" \
+  "skillmeat_plugin_init returned 3 without setting a message"
+expect_out "a newline in a file name is escaped" "failed  $ODD/new\\x0aline.so"
+check "no plug-in of the odd directory loaded" bash -c "! grep -q '^loaded' '$OUT'"
+
+SKILLMEAT_PLUGIN_PATH="$ODD" run "$SM" plugin list --json
+expect "plugin list --json reports odd plug-ins" 0
+check "--json: five entries" json_true 'len(d) == 5'
+check "--json: every entry has a path" json_true 'all(isinstance(p.get("path"), str) for p in d)'
+check "--json: every entry has an error" json_true 'all(isinstance(p.get("error"), str) for p in d)'
+check "--json: a non-UTF-8 name is escaped" json_true '[p["path"] for p in d if "bad" in p["path"]] == [T + "/odd/bad\\xff-name.so"]'
+check "--json: a newline in a name is kept" json_true '[p["path"] for p in d if "line" in p["path"]] == [T + "/odd/new\nline.so"]'
+
+# many broken files give a bounded number of warnings, and plugin list has them all
+mkdir -m 755 "$TMP/junk"
+for i in $(seq 1 30); do printf 'junk' >"$TMP/junk/junk$i.so"; done
+chmod 644 "$TMP/junk"/*.so
+SKILLMEAT_PLUGIN_PATH="$TMP/junk" run "$SM" vault ls --vault hand
+check "30 broken plug-ins give 20 warnings and a summary" \
+  test "$(grep -c '^skillmeat: warning: ' "$ERR")" -eq 21
+check "the summary counts the rest" \
+  grep -qF "skillmeat: warning: 10 more plug-ins failed to load; run 'skillmeat plugin list'" "$ERR"
+SKILLMEAT_PLUGIN_PATH="$TMP/junk" run "$SM" plugin list --json
+check "plugin list reports all 30 broken files" json_true 'len(d) == 30'
+
 sm plugin list extra
 expect_err "plugin list takes no arguments" 2 "expected 0 arguments"
 sm plugin frobnicate

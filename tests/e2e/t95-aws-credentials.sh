@@ -143,6 +143,35 @@ resolve "${DISABLED[@]}" AWS_CONTAINER_CREDENTIALS_FULL_URI="$MOCK/container/bad
   AWS_CONTAINER_AUTHORIZATION_TOKEN="$CONTAINER_TOKEN"
 expect_fail "container invalid JSON fails" "error invalid input: the container credentials endpoint returned invalid JSON"
 
+# endpoints that misbehave after accepting the token
+resolve "${DISABLED[@]}" AWS_CONTAINER_CREDENTIALS_FULL_URI="$MOCK/container/expired" \
+  AWS_CONTAINER_AUTHORIZATION_TOKEN="$CONTAINER_TOKEN"
+expect_fail "expired container credentials fail" "error authentication: the container credentials endpoint returned credentials that expired at 2001-02-03T04:05:06Z"
+check "expired credentials print nothing on stdout" [ ! -s "$OUT" ]
+no_secret "expired credentials are not printed"
+
+resolve "${DISABLED[@]}" AWS_CONTAINER_CREDENTIALS_FULL_URI="$MOCK/container/redirect" \
+  AWS_CONTAINER_AUTHORIZATION_TOKEN="$CONTAINER_TOKEN"
+expect_fail "a container redirect is not followed" "error network: container credentials endpoint '$MOCK' returned HTTP 302"
+check "the redirect target was never requested" [ "$(stat_of redirect_followed)" -eq 0 ]
+
+resolve "${DISABLED[@]}" AWS_CONTAINER_CREDENTIALS_FULL_URI="$MOCK/container/huge" \
+  AWS_CONTAINER_AUTHORIZATION_TOKEN="$CONTAINER_TOKEN"
+expect_fail "a huge container body fails" "container credentials endpoint '$MOCK': response larger than 65536 bytes"
+
+resolve "${DISABLED[@]}" AWS_CONTAINER_CREDENTIALS_FULL_URI="$MOCK/container/leaky-error" \
+  AWS_CONTAINER_AUTHORIZATION_TOKEN="$CONTAINER_TOKEN"
+expect_fail "a container 500 fails" "returned HTTP 500"
+no_secret "a container error body is not printed"
+
+START=$(millis)
+resolve "${DISABLED[@]}" AWS_CONTAINER_CREDENTIALS_FULL_URI="$MOCK/container/slow" \
+  AWS_CONTAINER_AUTHORIZATION_TOKEN="$CONTAINER_TOKEN"
+ELAPSED=$(( $(millis) - START ))
+expect_fail "a trickling container body times out" "error network: cannot get container credentials from '$MOCK'"
+# two attempts of 5 s each
+check "a trickling body is cut after two attempts" between "$ELAPSED" 9000 13000
+
 CLOSED=$(free_port)
 resolve "${DISABLED[@]}" AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$CLOSED/creds"
 expect_fail "container endpoint not listening fails" "error network: cannot get container credentials from 'http://127.0.0.1:$CLOSED'"

@@ -7,7 +7,12 @@ Prints "PORT SILENT_PORT" on the first line of standard output.
 
 Container endpoint: GET /container/creds, /container/expiring and
 /container/badjson (a body that is not JSON). The Authorization header
-must equal --token, else HTTP 401.
+must equal --token, else HTTP 401. Paths that misbehave after the check:
+/container/expired (an Expiration in the past), /container/huge (a
+100 KiB body), /container/slow (the body trickles for 8 s),
+/container/redirect (HTTP 302 to /container/creds, counted as
+"redirect_followed" when followed) and /container/leaky-error (HTTP 500
+whose body contains a secret-looking value).
 
 IMDSv2, under an optional path prefix that picks the behaviour
 ("" normal, "/expiring" credentials that expire in 60 s, "/norole" no
@@ -27,6 +32,7 @@ import secrets
 import socket
 import sys
 import threading
+import time
 
 ROLE = "skillmeat-test-role"
 IMDS_PREFIXES = ("/expiring", "/norole", "/notoken", "/failcode")
@@ -41,7 +47,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     tokens = set()
     stats = {"token_put": 0, "token_missing": 0, "role_get": 0, "creds_get": 0,
-             "container_get": 0, "container_rejected": 0}
+             "container_get": 0, "container_rejected": 0, "redirect_followed": 0}
     lock = threading.Lock()
 
     def log_message(self, fmt, *args):
@@ -124,16 +130,51 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(200, json.dumps(body), "application/json")
 
     def container(self):
-        if self.path not in ("/container/creds", "/container/expiring", "/container/badjson"):
+        if self.path.startswith("/container/creds?from=redirect"):
+            self.count("redirect_followed")
+        path = self.path.split("?")[0]
+        if path not in ("/container/creds", "/container/expiring", "/container/badjson",
+                        "/container/expired", "/container/huge", "/container/slow",
+                        "/container/redirect", "/container/leaky-error"):
             return self.reply(404, "not found")
         if self.headers.get("Authorization") != self.server.container_token:
             self.count("container_rejected")
             return self.reply(401, "bad authorization")
         self.count("container_get")
-        if self.path.endswith("badjson"):
+        if path.endswith("badjson"):
             return self.reply(200, '{"AccessKeyId": "ASIA", "SecretAccessKey": ', "application/json")
+        if path.endswith("huge"):
+            return self.reply(200, '{"AccessKeyId": "' + "A" * 102400 + '"}', "application/json")
+        if path.endswith("redirect"):
+            self.send_response(302)
+            self.send_header("Location", "/container/creds?from=redirect")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if path.endswith("leaky-error"):
+            return self.reply(500, "internal error near secret-0123456789abcdef")
+        if path.endswith("slow"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "400")
+            self.end_headers()
+            try:
+                for _ in range(8):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(1)
+            except OSError:
+                pass
+            self.close_connection = True
+            return None
+        if path.endswith("expired"):
+            body = {"AccessKeyId": "ASIACONTAINEROLD",
+                    "SecretAccessKey": "container-secret-" + secrets.token_hex(8),
+                    "Token": "container-session-" + secrets.token_hex(8),
+                    "Expiration": "2001-02-03T04:05:06Z"}
+            return self.reply(200, json.dumps(body), "application/json")
 
-        expires = 60 if self.path.endswith("expiring") else 3600
+        expires = 60 if path.endswith("expiring") else 3600
         body = {"AccessKeyId": "ASIACONTAINERMOCK",
                 "SecretAccessKey": "container-secret-" + secrets.token_hex(8),
                 "Token": "container-session-" + secrets.token_hex(8),

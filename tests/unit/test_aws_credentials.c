@@ -530,6 +530,71 @@ static void process_leaving_child_returns(void **state)
 	sm_aws_credentials_clear(&creds);
 }
 
+static void profile_bracket_in_section_name(void **state)
+{
+	fixture *f = *state;
+	sm_aws_credentials creds;
+
+	/* the AWS CLI reads the name up to the last ']': "[a]b]" is profile "a]b" */
+	write_text(f->creds, "[a]b]\naws_access_key_id = " KEY_ID "\naws_secret_access_key = "
+		   SECRET "\n", 0600);
+	set_setting(f, "profile", "a]b");
+	assert_int_equal(sm_aws_credentials_resolve(&f->vault, NULL, &creds), 0);
+	assert_string_equal(creds.source, "profile 'a]b'");
+	assert_string_equal(creds.access_key_id, KEY_ID);
+	sm_aws_credentials_clear(&creds);
+
+	f->settings[0].value = "a";
+	expect_failure(f, SM_EAUTH, "AWS profile 'a' not found");
+}
+
+static void profile_byte_order_mark_skipped(void **state)
+{
+	fixture *f = *state;
+	sm_aws_credentials creds;
+
+	write_text(f->creds, "\xef\xbb\xbf[default]\r\naws_access_key_id = " KEY_ID
+		   "\r\naws_secret_access_key = " SECRET "\r\n", 0600);
+	assert_int_equal(sm_aws_credentials_resolve(&f->vault, NULL, &creds), 0);
+	assert_string_equal(creds.access_key_id, KEY_ID);
+	assert_string_equal(creds.secret_access_key, SECRET);
+	sm_aws_credentials_clear(&creds);
+}
+
+static void process_expired_credentials_fail(void **state)
+{
+	fixture *f = *state;
+
+	write_process(f, "#!/bin/sh\necho '{\"Version\":1,\"AccessKeyId\":\"AKIAOLD\","
+		      "\"SecretAccessKey\":\"old-secret\",\"Expiration\":\"2001-02-03T04:05:06Z\"}'\n",
+		      "");
+	expect_failure(f, SM_EAUTH, "credential_process of profile 'p' returned credentials that "
+		       "expired at 2001-02-03T04:05:06Z");
+	assert_null(strstr(sm_error_message(), "old-secret"));
+}
+
+static void process_environment_without_secrets(void **state)
+{
+	fixture *f = *state;
+	sm_aws_credentials creds;
+
+	/* exit 9 when a skillmeat secret reached the program or an ordinary variable did not */
+	write_process(f, "#!/bin/sh\n"
+		      "[ -z \"$SKILLMEAT_CREDENTIALS_PASSPHRASE\" ] || exit 9\n"
+		      "[ -z \"$SKILLMEAT_VAULT_OTHER_PASSWORD\" ] || exit 9\n"
+		      "[ \"$AWS_UNIT_ORDINARY\" = kept ] || exit 9\n"
+		      "echo '{\"Version\":1,\"AccessKeyId\":\"AKIAENV\",\"SecretAccessKey\":\"s\"}'\n",
+		      "");
+	setenv("SKILLMEAT_CREDENTIALS_PASSPHRASE", "unit-passphrase", 1);
+	setenv("SKILLMEAT_VAULT_OTHER_PASSWORD", "other-password", 1);
+	setenv("AWS_UNIT_ORDINARY", "kept", 1);
+	assert_int_equal(sm_aws_credentials_resolve(&f->vault, NULL, &creds), 0);
+	unsetenv("SKILLMEAT_VAULT_OTHER_PASSWORD");
+	unsetenv("AWS_UNIT_ORDINARY");
+	assert_string_equal(creds.access_key_id, "AKIAENV");
+	sm_aws_credentials_clear(&creds);
+}
+
 static void process_bad_timeout_setting_fails(void **state)
 {
 	fixture *f = *state;
@@ -839,6 +904,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(process_bad_expiration_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(process_timeout_kills_it, setup, teardown),
 		cmocka_unit_test_setup_teardown(process_leaving_child_returns, setup, teardown),
+		cmocka_unit_test_setup_teardown(profile_bracket_in_section_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(profile_byte_order_mark_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(process_expired_credentials_fail, setup, teardown),
+		cmocka_unit_test_setup_teardown(process_environment_without_secrets, setup, teardown),
 		cmocka_unit_test_setup_teardown(process_bad_timeout_setting_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(process_missing_program_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(process_unterminated_quote_fails, setup, teardown),

@@ -212,6 +212,37 @@ static void registry_reports_ctor_failure(void **state)
 	sm_vault_unregister("broken");
 }
 
+static int ctor_without_vault(sm_vault **out, const sm_vault_config *config,
+			      const sm_callbacks *callbacks)
+{
+	*out = NULL;
+	return 0;
+}
+
+static int ctor_with_foreign_code(sm_vault **out, const sm_vault_config *config,
+				  const sm_callbacks *callbacks)
+{
+	*out = NULL;
+	return 42;
+}
+
+static void registry_reports_ctor_breaking_conventions(void **state)
+{
+	sm_vault_config config = make_config("team", "odd", 0);
+	sm_vault *vault = NULL;
+
+	assert_int_equal(sm_vault_register("odd", SM_VAULT_ABI_VERSION, ctor_without_vault), 0);
+	assert_int_equal(sm_vault_open(&vault, &config, NULL), SM_ERROR);
+	assert_null(vault);
+	assert_string_equal(sm_error_message(), "connector for type 'odd' returned no vault");
+	assert_int_equal(sm_vault_register("odd", SM_VAULT_ABI_VERSION, ctor_with_foreign_code), 0);
+	assert_int_equal(sm_vault_open(&vault, &config, NULL), SM_ERROR);
+	assert_null(vault);
+	assert_string_equal(sm_error_message(), "connector for type 'odd' failed with code 42, "
+			    "which is not a skillmeat error code");
+	sm_vault_unregister("odd");
+}
+
 static void open_failure_closes_connector(void **state)
 {
 	sm_vault_config config = make_config("team", "local", 0);
@@ -560,6 +591,7 @@ int main(void)
 		cmocka_unit_test(registry_runtime_type_is_found),
 		cmocka_unit_test(registry_runtime_type_shadows_builtin),
 		cmocka_unit_test(registry_reports_ctor_failure),
+		cmocka_unit_test(registry_reports_ctor_breaking_conventions),
 		cmocka_unit_test(open_failure_closes_connector),
 		cmocka_unit_test(read_only_vault_refuses_push_and_delete),
 		cmocka_unit_test(push_verified_bundle_reaches_commit),

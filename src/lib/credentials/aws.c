@@ -149,6 +149,12 @@ int sm_aws_credentials_from_json(const char *text, size_t len, const char *what,
 				  what);
 		goto done;
 	}
+	/* expired credentials would only fail later, at the storage, with a vaguer error */
+	if (expires_at && expires_at <= (long long)time(NULL)) {
+		rc = sm_error_set(SM_EAUTH, "%s returned credentials that expired at %s; renew "
+				  "them at their source", what, values[EXPIRATION]);
+		goto done;
+	}
 	if (values[TOKEN] && values[SESSION_TOKEN]) {
 		rc = sm_error_set(SM_EINVALID, "%s returned both Token and SessionToken", what);
 		goto done;

@@ -128,7 +128,11 @@ static int read_profile(const char *path, const char *profile, int config_file, 
 		goto done;
 	}
 
-	for (line = text; line && *line; line = next) {
+	/* editors on Windows may start the file with a UTF-8 byte order mark */
+	line = text;
+	if (text_len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		line += 3;
+	for (; line && *line; line = next) {
 		const char *end = strchr(line, '\n'), *start = line, *eq;
 		size_t indent = 0;
 
@@ -143,7 +147,11 @@ static int read_profile(const char *path, const char *profile, int config_file, 
 			continue;
 
 		if (*start == '[') {
-			const char *close = memchr(start, ']', (size_t)(end - start));
+			/*
+			 * The name runs to the last ']' of the line, as in the AWS CLI,
+			 * so "[a]b]" is profile "a]b" and never profile "a".
+			 */
+			const char *close = memrchr(start, ']', (size_t)(end - start));
 
 			if (!close || close == start + 1) {
 				rc = sm_error_set(SM_EINVALID, "AWS file '%s' line %d: invalid section header; "
@@ -342,14 +350,45 @@ static int process_timeout(const sm_vault_config *config, int *seconds)
 }
 
 /*
+ * Returns 1 for an environment entry that contains a skillmeat secret: the
+ * passphrase of the sealed credentials file or a vault's stored
+ * credentials. The program gets no reason to see them.
+ */
+static int is_skillmeat_secret(const char *entry)
+{
+	return strncmp(entry, "SKILLMEAT_CREDENTIALS_PASSPHRASE", 32) == 0 ||
+	       strncmp(entry, "SKILLMEAT_VAULT_", 16) == 0;
+}
+
+/* Returns a new array of the entries of `environ` without skillmeat secrets. */
+static char **child_environment(void)
+{
+	size_t n = 0, kept = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	env = calloc(n + 1, sizeof(*env));
+	if (!env) {
+		sm_error_set(SM_ENOMEM, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!is_skillmeat_secret(environ[i]))
+			env[kept++] = environ[i];
+	return env;
+}
+
+/*
  * Runs `command` without a shell, its standard output into a pipe, standard
- * input and error inherited so the tool can prompt, as the AWS CLI lets it.
+ * input and error inherited so the tool can prompt, as the AWS CLI lets it,
+ * and the environment without skillmeat's own secrets.
  * The output goes into secret memory and is wiped after parsing.
  */
 static int run_process(const char *command, const char *profile, const sm_vault_config *config,
 		       sm_aws_credentials *out)
 {
-	char what[128], **argv = NULL, *output = NULL;
+	char what[128], **argv = NULL, **env = NULL, *output = NULL;
 	size_t argc = 0, used = 0;
 	int pipe_fds[2] = { -1, -1 }, timeout_s, status = 0, rc, spawned = 0, reaped = 0, n;
 	posix_spawn_file_actions_t actions;
@@ -368,7 +407,8 @@ static int run_process(const char *command, const char *profile, const sm_vault_
 	if (rc)
 		return sm_error_wrap(rc, "%s", what);
 	output = sm_aws_secret_alloc(SM_AWS_RESPONSE_MAX);
-	if (!output) {
+	env = child_environment();
+	if (!output || !env) {
 		rc = SM_ENOMEM;
 		goto free_argv;
 	}
@@ -387,7 +427,7 @@ static int run_process(const char *command, const char *profile, const sm_vault_
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	n = posix_spawnp(&pid, argv[0], &actions, &attr, argv, environ);
+	n = posix_spawnp(&pid, argv[0], &actions, &attr, argv, env);
 	posix_spawn_file_actions_destroy(&actions);
 	posix_spawnattr_destroy(&attr);
 	close(pipe_fds[1]);
@@ -480,6 +520,7 @@ done:
 	if (pipe_fds[0] >= 0)
 		close(pipe_fds[0]);
 free_argv:
+	free(env);
 	sm_secret_free(output);
 	if (argv)
 		sm_str_array_free(argv, argc + 1);

@@ -183,8 +183,9 @@ static plugin *type_owner(const char *type)
 	return NULL;
 }
 
-/* Checks a registration; the message does not name the plug-in. */
-static int check_registration(const char *type, unsigned int vault_abi_version, sm_vault_ctor ctor)
+/* Checks a registration by plug-in `p`; the message does not name `p`. */
+static int check_registration(const plugin *p, const char *type, unsigned int vault_abi_version,
+			      sm_vault_ctor ctor)
 {
 	plugin *owner;
 
@@ -201,6 +202,11 @@ static int check_registration(const char *type, unsigned int vault_abi_version, 
 	if (sm_vault_type_known(type) == 1)
 		return sm_error_set(SM_EEXISTS, "connector type '%s' is built into skillmeat; give "
 				    "the plug-in's type another name", type);
+	/* p is not in the list yet, so its own earlier types are checked here */
+	for (size_t i = 0; i < p->ntypes; i++)
+		if (strcmp(p->types[i], type) == 0)
+			return sm_error_set(SM_EEXISTS, "connector type '%s' is registered twice by "
+					    "the same plug-in", type);
 	owner = type_owner(type);
 	if (owner)
 		return sm_error_set(SM_EEXISTS, "connector type '%s' is registered already by plug-in "
@@ -226,7 +232,7 @@ static int host_register_vault(const sm_plugin_host *host, const char *type,
 	if (!p || !p->in_init)
 		return sm_error_set(SM_EINVALID, "a plug-in called register_vault outside "
 				    "skillmeat_plugin_init");
-	rc = check_registration(type, vault_abi_version, ctor);
+	rc = check_registration(p, type, vault_abi_version, ctor);
 	if (rc) {
 		if (!p->refusal_code) {
 			p->refusal_code = rc;
@@ -373,9 +379,17 @@ static int load_checked(plugin *p, int fd)
 		int code = rc < 0 ? rc : SM_ERROR;
 
 		if (!*sm_error_message())
-			sm_error_set(code, "%s", sm_error_name(code));
+			sm_error_set(code, "%s returned %d without setting a message",
+				     SM_PLUGIN_INIT_SYMBOL, rc);
 		return sm_error_wrap(code, "plug-in '%s' failed to initialise", p->path);
 	}
+	/*
+	 * A plug-in without types serves nothing, and each loaded one keeps a
+	 * descriptor open, so thousands of them would exhaust the descriptors.
+	 */
+	if (p->ntypes == 0)
+		return sm_error_set(SM_EINVALID, "plug-in '%s' registered no connector types; its "
+				    "%s must call register_vault", p->path, SM_PLUGIN_INIT_SYMBOL);
 	return 0;
 }
 
@@ -399,6 +413,17 @@ static void warn(const sm_callbacks *callbacks, sm_log_level level, const char *
 		callbacks->message(level, text, callbacks->payload);
 }
 
+/* Failures warned about one by one; 'plugin list' shows the rest. */
+#define MAX_FAILURE_WARNINGS 20
+static size_t failure_warnings;
+
+/* Warns about one failed plug-in, up to MAX_FAILURE_WARNINGS per process. */
+static void warn_failure(const sm_callbacks *callbacks, const char *text)
+{
+	if (failure_warnings++ < MAX_FAILURE_WARNINGS)
+		warn(callbacks, SM_LOG_WARN, text);
+}
+
 /* Records a failure for `path` (a file or a directory) and warns about it. */
 static int remember_failure(const char *path, const sm_callbacks *callbacks)
 {
@@ -413,7 +438,7 @@ static int remember_failure(const char *path, const sm_callbacks *callbacks)
 		plugin_free(p);
 		return SM_ENOMEM;
 	}
-	warn(callbacks, SM_LOG_WARN, p->error);
+	warn_failure(callbacks, p->error);
 	return remember(p);
 }
 
@@ -490,7 +515,7 @@ static int load_file(int dirfd, const char *dir, const char *name, const sm_call
 		return SM_ENOMEM;
 	}
 	if (rc)
-		warn(callbacks, SM_LOG_WARN, p->error);
+		warn_failure(callbacks, p->error);
 	return remember(p);
 }
 
@@ -679,6 +704,13 @@ int sm_plugins_load(const sm_callbacks *callbacks)
 			seen = strcmp(dirs[i], dirs[j]) == 0;
 		if (!seen)
 			rc = load_dir(dirs[i], callbacks);
+	}
+	if (failure_warnings > MAX_FAILURE_WARNINGS) {
+		char *note = sm_asprintf("%zu more plug-ins failed to load; run 'skillmeat plugin "
+					 "list' to see why", failure_warnings - MAX_FAILURE_WARNINGS);
+
+		warn(callbacks, SM_LOG_WARN, note ? note : "more plug-ins failed to load");
+		free(note);
 	}
 	plugins_scanned = rc == 0;
 	loading = 0;

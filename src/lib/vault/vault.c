@@ -151,9 +151,19 @@ int sm_vault_open(sm_vault **out, const sm_vault_config *config, const sm_callba
 		return rc;
 	}
 	rc = ctor(&vault, config, callbacks ? callbacks : &none);
+	if (rc > 0 || rc < SM_EUNSUPPORTED) {
+		/* not an sm_error_code: a plug-in broke the convention */
+		if (vault && vault->close)
+			vault->close(vault);
+		return sm_error_set(SM_ERROR, "connector for type '%s' failed with code %d, "
+				    "which is not a skillmeat error code", config->type, rc);
+	}
 	if (rc)
 		return rc;
-	if (!vault || vault->abi_version != SM_VAULT_ABI_VERSION) {
+	if (!vault)
+		return sm_error_set(SM_ERROR, "connector for type '%s' returned no vault",
+				    config->type);
+	if (vault->abi_version != SM_VAULT_ABI_VERSION) {
 		if (vault && vault->close)
 			vault->close(vault);
 		return sm_error_set(SM_EINVALID, "connector for type '%s' has the wrong ABI version",
