@@ -24,10 +24,12 @@ the fault kinds of --faults in turn.
 
 Every request gets one JSON line in --log, written when it ends:
   {"n": 7, "conn": 3, "method": "PUT", "target": "/vault/x?partNumber=2&...",
-   "status": 200, "up": 5242880, "down": 0, "fault": null, "t": 1.234}
+   "status": 200, "up": 5242880, "down": 0, "fault": null, "start": 0.52, "t": 1.234}
 "up" counts request body bytes read from the client, "down" response body
 bytes sent to the client, "status" is the status the client saw (0 when it
-saw none). Accepted connections get {"event": "accept", "conn": N}.
+saw none), "start" the seconds from proxy start to the request head and "t"
+the seconds the request took. A request with a Range header also gets
+"range". Accepted connections get {"event": "accept", "conn": N}.
 
 --control FILE names a JSON object re-read whenever the file changes; its
 keys "faults", "share", "pattern", "rate", "methods" and "match" replace the
@@ -368,9 +370,12 @@ class Connection(threading.Thread):
         n, fault = self.settings.next_request(method, target)
         framing, length = body_framing(headers)
         expect = (header(headers, "Expect") or "").lower() == "100-continue"
-        record = {"n": n, "conn": self.number, "method": method, "target": target,
-                  "status": 0, "up": 0, "down": 0, "fault": fault}
         began = time.monotonic()
+        record = {"n": n, "conn": self.number, "method": method, "target": target,
+                  "status": 0, "up": 0, "down": 0, "fault": fault,
+                  "start": round(began - self.settings.start, 4)}
+        if header(headers, "Range"):
+            record["range"] = header(headers, "Range")
         try:
             return self.relay(reader, start, headers, method, framing, length, expect,
                               fault, record)
