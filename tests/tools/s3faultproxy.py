@@ -15,12 +15,13 @@ can count requests and body bytes and damage whole requests:
               response (half the body, or half the head when there is no body)
               and reset; the server has carried the request out
 
-A request is damaged when its number (1, 2, ... over all connections) falls
-on the share: with --pattern even, request n is damaged when
-floor(n * share) > floor((n - 1) * share), so two damaged requests never
-follow each other while share <= 0.5; with --pattern random, each request
-is damaged with probability share (seeded by --seed). Damaged requests take
-the fault kinds of --faults in turn.
+Requests that pass the --methods and --match filters are numbered 1, 2, ...
+over all connections (from 1 again whenever the control file changes). With
+--pattern even, request k is damaged when ceil(k * share) > ceil((k - 1) *
+share): the first one is, and two damaged requests never follow each other
+while share <= 0.5. With --pattern random, each request is damaged with
+probability share (seeded by --seed). Damaged requests take the fault kinds
+of --faults in turn.
 
 Every request gets one JSON line in --log, written when it ends:
   {"n": 7, "conn": 3, "method": "PUT", "target": "/vault/x?partNumber=2&...",
@@ -38,6 +39,7 @@ options of the same name, so one proxy can serve several test phases.
 
 import argparse
 import json
+import math
 import os
 import random
 import signal
@@ -89,6 +91,7 @@ class Settings:
         with open(self.control, encoding="utf-8") as f:
             data = json.load(f)
         self.control_mtime = mtime
+        self.damaged = 0
         if "faults" in data:
             self.faults = parse_faults(data["faults"])
         if "share" in data:
@@ -118,14 +121,13 @@ class Settings:
             self.damaged += 1
             k = self.damaged
             if self.pattern == "random":
-                hit = self.random.random() < self.share
-            else:
-                hit = int(k * self.share) > int((k - 1) * self.share)
-            if not hit:
+                if self.random.random() >= self.share:
+                    return n, None
+                return n, self.faults[self.random.randrange(len(self.faults))]
+            hits = math.ceil(k * self.share - 1e-9)
+            if hits <= math.ceil((k - 1) * self.share - 1e-9):
                 return n, None
-            kind = self.faults[self.random.randrange(len(self.faults))] \
-                if self.pattern == "random" else self.faults[int(k * self.share) % len(self.faults)]
-            return n, kind
+            return n, self.faults[(hits - 1) % len(self.faults)]
 
 
 def parse_faults(text):
