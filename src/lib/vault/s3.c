@@ -684,7 +684,7 @@ static int list_metadata_ids(s3_vault *sv, id_set *out)
 				rc = sm_buf_putc(&query, '&');
 		}
 		if (!rc)
-			rc = sm_buf_puts(&query, "list-type=2&prefix=");
+			rc = sm_buf_puts(&query, "delimiter=%2F&list-type=2&prefix=");
 		if (!rc)
 			rc = sm_uri_encode(&query, prefix, strlen(prefix), 0);
 		if (rc)
@@ -719,6 +719,8 @@ static int list_metadata_ids(s3_vault *sv, id_set *out)
 			}
 			out->ids[out->count++] = id;
 		}
+		notify(sv, SM_LOG_DEBUG, "listing page %d of vault '%s': %zu keys%s", page_no + 1,
+		       sv->config->name, page.nkeys, page.truncated ? ", more follow" : "");
 		free(token);
 		token = NULL;
 		if (!rc && page.truncated) {
@@ -800,6 +802,7 @@ static int s3_list(sm_vault *self, const sm_list_filter *filter, sm_record_list 
 	}
 	if (all.count > 1)
 		qsort(all.items, all.count, sizeof(*all.items), compare_records);
+
 	if (fetched || dropped)
 		notify(sv, SM_LOG_DEBUG, "index.json of vault '%s' lacked %zu and had %zu stale "
 		       "entries; used the metadata objects", sv->config->name, fetched, dropped);

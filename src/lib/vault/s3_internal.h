@@ -109,7 +109,11 @@ void sm_s3_list_page_release(sm_s3_list_page *page);
 /* Parses an InitiateMultipartUploadResult and returns its UploadId. */
 int sm_s3_parse_upload_id(const char *xml, size_t len, char **upload_id);
 
-/* Returns 1 when `id` is the bundle id of metadata key `key`, copying it to `*id`. */
+/*
+ * Returns 1 and a new string in `*id` when listed key `key` is
+ * ".../metadata/<valid id>.json" (or "metadata/<id>.json" without a
+ * prefix), else 0 with `*id` NULL, or SM_ENOMEM.
+ */
 int sm_s3_id_from_metadata_key(const sm_s3_settings *settings, const char *key, char **id);
 
 #endif

@@ -380,15 +380,24 @@ char *sm_s3_index_key(const sm_s3_settings *s)
 
 int sm_s3_id_from_metadata_key(const sm_s3_settings *s, const char *key, char **id)
 {
-	size_t plen = strlen(s->prefix), len = strlen(key);
-	const char *name;
+	const char *name = strrchr(key, '/');
+	size_t len;
 
+	/*
+	 * The listing asked for the direct children of <prefix>metadata/, so only
+	 * the last two path components are checked. The prefix is not compared,
+	 * because some stores escape special characters in listed keys twice
+	 * (s3rver 4.0.4 returns "&amp;amp;" for "&").
+	 */
 	*id = NULL;
-	if (len <= plen + 9 + 5 || strncmp(key, s->prefix, plen) != 0 ||
-	    strncmp(key + plen, "metadata/", 9) != 0 || strcmp(key + len - 5, ".json") != 0)
+	if (!name || (size_t)(name - key) < 8 || strncmp(name - 8, "metadata", 8) != 0 ||
+	    (name - key > 8 && name[-9] != '/') || (name - key == 8 && *s->prefix))
 		return 0;
-	name = key + plen + 9;
-	*id = sm_strndup(name, strlen(name) - 5);
+	name++;
+	len = strlen(name);
+	if (len <= 5 || strcmp(name + len - 5, ".json") != 0)
+		return 0;
+	*id = sm_strndup(name, len - 5);
 	if (!*id)
 		return SM_ENOMEM;
 	if (!sm_bundle_id_valid(*id)) {
