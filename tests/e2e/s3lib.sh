@@ -133,3 +133,18 @@ EOF
 
 # proxy_lines: the current line count of the proxy log, for proxy_stats.
 proxy_lines() { wc -l <"$PROXY_LOG"; }
+
+# same_ids NAME GOT EXPECTED: passes when the space-separated id lists GOT
+# and EXPECTED are equal, else names the missing, extra and repeated ids.
+same_ids() {
+  if [ "$2" = "$3" ]; then
+    ok "$1"
+    return
+  fi
+  local missing extra twice
+  twice=$(tr ' ' '\n' <<<"$2" | LC_ALL=C sort | uniq -d | head -10 | tr '\n' ' ')
+  missing=$(comm -13 <(tr ' ' '\n' <<<"$2" | LC_ALL=C sort) <(tr ' ' '\n' <<<"$3" | LC_ALL=C sort) | head -10 | tr '\n' ' ')
+  extra=$(comm -23 <(tr ' ' '\n' <<<"$2" | LC_ALL=C sort) <(tr ' ' '\n' <<<"$3" | LC_ALL=C sort) | head -10 | tr '\n' ' ')
+  not_ok "$1" "missing: ${missing:-none}" "extra: ${extra:-none}" "listed twice: ${twice:-none}" \
+    "got $(wc -w <<<"$2") ids, expected $(wc -w <<<"$3")"
+}

@@ -50,12 +50,15 @@ check "bucket holds $COUNT metadata objects" test "$(s3_keys paged/metadata/ | w
 from=$(proxy_lines)
 sm vault ls --vault paged --json
 expect "ls across pages exits 0" 0
-check "ls lists every metadata object" test "$(python3 -c 'import json, sys; print(" ".join(sorted(r["bundle_id"] for r in json.load(open(sys.argv[1])))))' "$OUT" 2>/dev/null)" = "$(cat "$TMP/expected-ids")"
+same_ids "ls lists every metadata object" \
+  "$(python3 -c 'import json, sys; print(" ".join(sorted(r["bundle_id"] for r in json.load(open(sys.argv[1])))))' "$OUT" 2>/dev/null)" \
+  "$(cat "$TMP/expected-ids")"
 check "ls drops the index entry without metadata" bash -c "! grep -q ghost-v1 '$OUT'"
 listings=$(proxy_stats "$from" 'sum(1 for x in r if x["method"] == "GET" and "list-type=2" in x["target"])')
 check "ls sends two listings for $COUNT objects ($listings)" test "$listings" -eq 2
 index_reads=$(proxy_stats "$from" 'sum(1 for x in r if x["method"] == "GET" and x["target"].split("?")[0].endswith("/index.json"))')
 check "ls reads index.json once ($index_reads)" test "$index_reads" -eq 1
+proxy_stats "$from" '[x["target"] for x in r if x["method"] == "GET" and "/metadata/" in x["target"]]' | tr ',' '\n' | grep -v '/p[0-9]' | head -5
 fetched=$(proxy_stats "$from" 'sum(1 for x in r if x["method"] == "GET" and "/metadata/" in x["target"])')
 check "ls fetches only the $MISSING metadata objects the index lacks ($fetched)" test "$fetched" -eq "$MISSING"
 bundles_read=$(proxy_stats "$from" 'sum(1 for x in r if "/bundles/" in x["target"])')
@@ -111,7 +114,7 @@ for ((w = 0; w < WORKERS; w++)); do
 done
 echo "$TOTAL concurrent pushes took $((SECONDS - started)) s"
 check "every concurrent push succeeds" test "$failed_workers" -eq 0
-check "ls shows all $TOTAL bundles" test "$(ls_ids --vault crowd)" = "$(cat "$TMP/crowd-ids")"
+same_ids "ls shows all $TOTAL bundles" "$(ls_ids --vault crowd)" "$(cat "$TMP/crowd-ids")"
 check "bucket holds $TOTAL data objects" test "$(s3_keys crowd/bundles/ | wc -l)" -eq "$TOTAL"
 check "bucket holds $TOTAL metadata objects" test "$(s3_keys crowd/metadata/ | wc -l)" -eq "$TOTAL"
 for i in 1 27 40 63 80; do
