@@ -111,7 +111,7 @@ check "retry waits for Retry-After: 1 (shortest gap ${gap} s)" python3 -c "impor
 
 # --- stalled requests time out and are retried ---
 
-proxy_control '{"faults": "stall", "share": 0.5, "methods": "GET", "match": ""}'
+proxy_control '{"faults": "stall", "share": 0.5, "methods": "GET", "match": "", "stall_seconds": 6}'
 from=$(proxy_lines)
 started=$SECONDS
 sm vault pull f-2-v1.0 --output "$TMP/stall" --no-progress
@@ -119,6 +119,21 @@ expect "pull with stalled requests exits 0" 0
 check "pull with stalled requests is byte-identical" cmp -s "$TMP/b/f-2.skillmeat-pack" "$TMP/stall/f-2-v1.0.skillmeat-pack"
 check "requests stalled ($(faults_seen "$from" stall))" test "$(faults_seen "$from" stall)" -ge 1
 echo "pull with stalls took $((SECONDS - started)) s"
+
+# --- a stall longer than the client's timeout ---
+
+# The proxy holds the first metadata GET for 75 s. skillmeat must give up
+# on it by itself (its low-speed timeout is 30 s) and retry, well before
+# the proxy would reset the connection.
+proxy_control '{"faults": "stall", "share": 0.5, "methods": "GET", "match": "/metadata/", "stall_seconds": 75}'
+from=$(proxy_lines)
+started=$SECONDS
+sm vault pull f-4-v1.0 --output "$TMP/stall-long" --no-progress
+elapsed=$((SECONDS - started))
+expect "pull with a long stall exits 0" 0
+check "pull with a long stall is byte-identical" cmp -s "$TMP/b/f-4.skillmeat-pack" "$TMP/stall-long/f-4-v1.0.skillmeat-pack"
+check "the first metadata GET stalled" test "$(faults_seen "$from" stall)" -ge 1
+check "the client timed out before the proxy reset (${elapsed} s < 60 s)" test "$elapsed" -lt 60
 
 # --- pushes fail cleanly when every request fails ---
 

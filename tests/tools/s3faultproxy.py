@@ -33,8 +33,8 @@ the seconds the request took. A request with a Range header also gets
 "range". Accepted connections get {"event": "accept", "conn": N}.
 
 --control FILE names a JSON object re-read whenever the file changes; its
-keys "faults", "share", "pattern", "rate", "methods" and "match" replace the
-options of the same name, so one proxy can serve several test phases.
+keys "faults", "share", "pattern", "rate", "methods", "match" and
+"stall_seconds" replace the options of the same name, so one proxy can serve several test phases.
 """
 
 import argparse
@@ -104,6 +104,8 @@ class Settings:
             self.methods = parse_methods(data["methods"])
         if "match" in data:
             self.match = data["match"]
+        if "stall_seconds" in data:
+            self.stall_seconds = float(data["stall_seconds"])
 
     def next_request(self, method, target):
         """Numbers the next request and returns (number, fault kind or None)."""
@@ -382,8 +384,9 @@ class Connection(threading.Thread):
             return self.relay(reader, start, headers, method, framing, length, expect,
                               fault, record)
         finally:
-            record["t"] = round(time.monotonic() - began, 4)
-            self.log.write(record)
+            if not record.pop("logged", False):
+                record["t"] = round(time.monotonic() - began, 4)
+                self.log.write(record)
 
     def relay(self, reader, start, headers, method, framing, length, expect, fault, record):
         client = self.client
@@ -396,6 +399,10 @@ class Connection(threading.Thread):
             self.client = None
             return False
         if fault == "stall":
+            # logged before the wait, so a test sees the stall while it lasts
+            record["t"] = 0
+            self.log.write(record)
+            record["logged"] = True
             time.sleep(self.settings.stall_seconds)
             reset(client)
             self.client = None
