@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# End-to-end tests of an S3 vault against the S3 emulator: every vault
-# command with the values it stores and returns, the object layout checked
-# with Debian's aws-cli in both directions, a prefix with special
-# characters, and bad input (wrong secret, read-only vault, plain http to
-# another host, damaged objects), each with a check that nothing was
-# written or lost.
+# End-to-end tests of an S3 vault against the S3 emulator. They run every
+# vault command and check the values it stores and returns. Debian's
+# aws-cli checks the object layout in both directions. A prefix with
+# special characters is used, and each bad input (wrong secret, read-only
+# vault, plain http to another host, damaged objects) is checked to write
+# and lose nothing.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$SRC/tests/servers/servers.sh"
 source "$SRC/tests/e2e/s3lib.sh"
@@ -243,7 +243,7 @@ SKILLMEAT_CREDENTIALS_PASSPHRASE_FILE=$TMP/passphrase sm vault auth team --remov
 expect "vault auth --remove exits 0" 0
 SKILLMEAT_CREDENTIALS_PASSPHRASE_FILE=$TMP/passphrase sm vault ls
 expect "removed credentials fall back to AWS variables" 0
-# an empty sealed file still asks for its passphrase, so the rest runs without it
+# an empty sealed file still requires its passphrase, so the rest runs without it
 rm -f "$SKILLMEAT_HOME/credentials"
 
 # --- read-only vault ---

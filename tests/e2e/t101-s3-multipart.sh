@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Multipart pushes to an S3 vault through the counting proxy: several
-# parts in flight at once, the stored object byte-identical, and resume
-# after SIGKILL (completed parts are not sent again, a changed file does
-# not reuse the parts of the old one).
+# Multipart pushes to an S3 vault through the counting proxy. Several parts
+# are in flight at once and the stored object is byte-identical. A push
+# killed with SIGKILL resumes without sending its completed parts again,
+# and a file changed in between does not reuse the parts of the old one.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$SRC/tests/servers/servers.sh"
 source "$SRC/tests/e2e/s3lib.sh"

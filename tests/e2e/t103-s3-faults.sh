@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # S3 pushes and pulls through tests/tools/s3faultproxy.py while it resets
-# connections, stalls, answers 503 with and without Retry-After and cuts
+# connections, stalls, responds with 503 (with and without Retry-After) and cuts
 # responses: every command still succeeds, nothing corrupt is listed, a cut
 # download resumes with a Range request and Retry-After is honoured.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -122,7 +122,7 @@ echo "pull with stalls took $((SECONDS - started)) s"
 
 # --- a stall longer than the client's timeout ---
 
-# The proxy holds the first metadata GET for 75 s. skillmeat must give up
+# The proxy delays the first metadata GET by 75 s. skillmeat must give up
 # on it by itself (its low-speed timeout is 30 s) and retry, well before
 # the proxy would reset the connection.
 proxy_control '{"faults": "stall", "share": 0.5, "methods": "GET", "match": "/metadata/", "stall_seconds": 75}'

@@ -9,8 +9,8 @@ can count requests and body bytes and damage whole requests:
   reset       read the request head and up to half of its body, then close the
               client connection with a TCP RST, so the server never receives it
   stall       read the request head, wait --stall-seconds, then reset
-  503         answer 503 SlowDown without Retry-After
-  503-retry   answer 503 SlowDown with "Retry-After: --retry-after"
+  503         respond 503 SlowDown without Retry-After
+  503-retry   respond 503 SlowDown with "Retry-After: --retry-after"
   cut         forward the request, then send the client only half of the
               response (half the body, or half the head when there is no body)
               and reset; the server has carried the request out
@@ -421,7 +421,7 @@ class Connection(threading.Thread):
             record["down"] = len(SLOWDOWN)
             return keep
 
-        # forward the request; the proxy answers 100-continue itself
+        # forward the request; the proxy sends 100 Continue to the client itself
         self.connect_upstream()
         forwarded = [(k, v) for k, v in headers if k.lower() != "expect"]
         self.server.sendall(build_head(start, forwarded))
