@@ -546,7 +546,7 @@ static int compare_records(const void *a, const void *b)
  */
 static int read_index(s3_vault *sv, sm_record_list *out, char *etag, size_t etag_size, int *found)
 {
-	char *key = sm_s3_index_key(&sv->settings), *text = NULL;
+	char *key = sm_s3_index_key(&sv->settings), *text = NULL, problem[512] = "";
 	size_t len = 0;
 	int rc;
 
@@ -555,19 +555,31 @@ static int read_index(s3_vault *sv, sm_record_list *out, char *etag, size_t etag
 	*found = 0;
 	if (!key)
 		return SM_ENOMEM;
-	rc = get_object(sv, key, SM_INDEX_MAX_BYTES, "index.json", &text, &len, etag, etag_size);
-	if (rc == SM_ENOTFOUND && !strstr(sm_error_message(), "does not exist at")) {
-		rc = 0;
-		goto done;
-	}
-	if (rc)
-		goto done;
-	*found = 1;
-	if (sm_index_from_text(text, len, out) != 0) {
-		notify(sv, SM_LOG_WARN, "index.json of vault '%s' is not valid (%s); the metadata "
-		       "objects are used instead", sv->config->name, sm_error_message());
+	/* some stores (s3rver) serve a half-written object while a PUT replaces it */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if (attempt) {
+			usleep(50000);
+			free(text);
+			text = NULL;
+		}
+		rc = get_object(sv, key, SM_INDEX_MAX_BYTES, "index.json", &text, &len, etag, etag_size);
+		if (rc == SM_ENOTFOUND && !strstr(sm_error_message(), "does not exist at")) {
+			rc = 0;
+			goto done;
+		}
+		if (rc)
+			goto done;
+		*found = 1;
+		if (sm_index_from_text(text, len, out) == 0) {
+			problem[0] = '\0';
+			break;
+		}
+		snprintf(problem, sizeof(problem), "%s", sm_error_message());
 		sm_record_list_release(out);
 	}
+	if (problem[0])
+		notify(sv, SM_LOG_WARN, "index.json of vault '%s' is not valid (%s); the metadata "
+		       "objects are used instead", sv->config->name, problem);
 done:
 	free(text);
 	free(key);
@@ -745,18 +757,130 @@ static int list_metadata_ids(s3_vault *sv, id_set *out)
 	return 0;
 }
 
+/* Metadata GETs of a listing in flight at once. */
+#define FETCH_CONCURRENCY 16
+
+typedef struct fetch_job {
+	s3_vault *sv;
+	const id_set *ids;
+	size_t next;
+	s3_call *calls;      /* one per id */
+	sm_record_list *out;
+	int rc;              /* failure while preparing a request */
+} fetch_job;
+
+static sm_http_request *fetch_next(void *payload)
+{
+	fetch_job *job = payload;
+
+	while (job->next < job->ids->count) {
+		size_t i = job->next++;
+		s3_call *call = &job->calls[i];
+		char *key = sm_s3_metadata_key(&job->sv->settings, job->ids->ids[i]);
+		int rc = key ? call_init(call, job->sv, "GET", key, NULL) : SM_ENOMEM;
+
+		free(key);
+		if (rc) {
+			job->rc = rc;
+			return NULL;
+		}
+		call->body.max = SM_RECORD_MAX_BYTES;
+		call->req.user = (void *)job->ids->ids[i];
+		return &call->req;
+	}
+	return NULL;
+}
+
+static int fetch_done(sm_http_request *req, void *payload)
+{
+	fetch_job *job = payload;
+	s3_call *call = req->payload;
+	const char *id = req->user;
+	sm_record *record = NULL;
+	int rc;
+
+	if (req->rc)
+		return sm_error_set(req->rc, "%s", req->error);
+	if (req->status == 404)
+		return 0; /* deleted meanwhile */
+	if (req->status != 200)
+		return status_error(call, "reading a metadata object");
+	rc = sm_record_from_text(call->body.data ? call->body.data : "", call->body.len, call->key,
+				 &record);
+	if (!rc && strcmp(record->bundle_id, id) != 0)
+		rc = sm_error_set(SM_EINTEGRITY, "metadata object '%s' names bundle '%s'", call->key,
+				  record->bundle_id);
+	if (rc == SM_ENOMEM) {
+		sm_record_free(record);
+		return rc;
+	}
+	if (rc) {
+		notify(job->sv, SM_LOG_WARN, "skipping bundle '%s' in vault '%s': %s", id,
+		       job->sv->config->name, sm_error_message());
+		sm_record_free(record);
+		return 0;
+	}
+	return sm_record_list_append(job->out, record);
+}
+
+/* GETs the metadata objects of `ids` in parallel, appending valid records to `out`. */
+static int fetch_records(s3_vault *sv, const id_set *ids, sm_record_list *out)
+{
+	fetch_job job = { sv, ids, 0, calloc(ids->count, sizeof(s3_call)), out, 0 };
+	int rc;
+
+	if (!job.calls)
+		return sm_error_set(SM_ENOMEM, "out of memory");
+	rc = sm_http_run(sv->http, FETCH_CONCURRENCY, fetch_next, fetch_done, &job);
+	if (!rc)
+		rc = job.rc;
+	for (size_t i = 0; i < job.next; i++)
+		if (job.calls[i].sv)
+			call_release(&job.calls[i]);
+	free(job.calls);
+	return rc;
+}
+
+/*
+ * Writes the repaired index back, with If-Match on the index that was read
+ * (If-None-Match when there was none), so a concurrent push wins where the
+ * store honours the condition. Failures only go to the debug log.
+ */
+static void write_back_index(s3_vault *sv, const sm_record_list *records, const char *etag)
+{
+	char *key = sm_s3_index_key(&sv->settings), *text = NULL, condition[300];
+	long status = 0;
+
+	if (!key || sm_index_to_text(records, &text) != 0)
+		goto done;
+	if (etag && *etag)
+		snprintf(condition, sizeof(condition), "If-Match: %s", etag);
+	else
+		snprintf(condition, sizeof(condition), "If-None-Match: *");
+	if (put_object(sv, key, text, strlen(text), "application/json", condition, "index.json",
+		       &status) != 0)
+		notify(sv, SM_LOG_DEBUG, "not writing the repaired index: %s", sm_error_message());
+	else if (status == 412)
+		notify(sv, SM_LOG_DEBUG, "not writing the repaired index: it changed meanwhile");
+done:
+	free(text);
+	free(key);
+}
+
 static int s3_list(sm_vault *self, const sm_list_filter *filter, sm_record_list *out)
 {
 	s3_vault *sv = (s3_vault *)self;
 	sm_record_list index = { 0 }, all = { 0 };
-	id_set ids = { 0 };
+	id_set ids = { 0 }, missing = { 0 };
 	char etag[256];
-	size_t fetched = 0, dropped = 0;
+	size_t fetched = 0, dropped = 0, indexed;
 	int rc, found;
 
 	out->items = NULL;
 	out->count = 0;
 	rc = list_metadata_ids(sv, &ids);
+	if (!rc && ids.count && !(missing.ids = calloc(ids.count, sizeof(*missing.ids))))
+		rc = sm_error_set(SM_ENOMEM, "out of memory");
 	if (!rc)
 		rc = read_index(sv, &index, etag, sizeof(etag), &found);
 	if (rc)
@@ -777,35 +901,32 @@ static int s3_list(sm_vault *self, const sm_list_filter *filter, sm_record_list 
 	}
 	qsort(all.items, all.count, sizeof(*all.items), compare_records);
 
-	/* metadata objects the index lacks are fetched */
+	/* metadata objects the index lacks are fetched, several at a time */
+	indexed = all.count;
 	for (size_t i = 0; i < ids.count; i++) {
-		sm_record key_record = { .bundle_id = ids.ids[i] }, *key_ptr = &key_record, *record;
+		sm_record key_record = { .bundle_id = ids.ids[i] }, *key_ptr = &key_record;
+
+		if (indexed && bsearch(&key_ptr, all.items, indexed, sizeof(*all.items),
+				       compare_records))
+			continue;
+		missing.ids[missing.count++] = ids.ids[i];
+	}
+	if (missing.count) {
 		size_t before = all.count;
 
-		if (all.count && bsearch(&key_ptr, all.items, before, sizeof(*all.items),
-					 compare_records))
-			continue;
-		rc = fetch_record(sv, ids.ids[i], &record);
-		if (rc == SM_ENOTFOUND)
-			continue; /* deleted meanwhile */
-		if (rc == SM_EINVALID || rc == SM_EINTEGRITY) {
-			notify(sv, SM_LOG_WARN, "skipping bundle '%s' in vault '%s': %s", ids.ids[i],
-			       sv->config->name, sm_error_message());
-			rc = 0;
-			continue;
-		}
-		if (rc)
+		if ((rc = fetch_records(sv, &missing, &all)) != 0)
 			goto done;
-		fetched++;
-		if ((rc = sm_record_list_append(&all, record)) != 0)
-			goto done;
+		fetched = all.count - before;
 	}
 	if (all.count > 1)
 		qsort(all.items, all.count, sizeof(*all.items), compare_records);
 
-	if (fetched || dropped)
+	if (fetched || dropped) {
 		notify(sv, SM_LOG_DEBUG, "index.json of vault '%s' lacked %zu and had %zu stale "
 		       "entries; used the metadata objects", sv->config->name, fetched, dropped);
+		if (sv->parent.caps & SM_VAULT_CAN_WRITE)
+			write_back_index(sv, &all, found ? etag : NULL);
+	}
 
 	for (size_t i = 0; i < all.count; i++) {
 		if (!sm_list_filter_match(filter, all.items[i]))
@@ -822,6 +943,7 @@ done:
 	for (size_t i = 0; i < all.count; i++)
 		sm_record_free(all.items[i]);
 	free(all.items);
+	free(missing.ids); /* borrowed from ids */
 	sm_str_array_free(ids.ids, ids.count);
 	if (rc)
 		sm_record_list_release(out);
