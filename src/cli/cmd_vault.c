@@ -558,9 +558,8 @@ static int url_has_password(const char *url)
 }
 
 /*
- * Checks the location and options of a git or s3 vault. Their connectors
- * do not exist yet, but the configuration is written so that credentials
- * can be stored for them. A secret in a URL is rejected without echoing it.
+ * Checks the location and options of a git or s3 vault. A secret in a URL
+ * is rejected without echoing it.
  */
 static int check_remote_args(cli_context *ctx, const char *name, const char *type,
 			     const char *location, const vault_args *args)

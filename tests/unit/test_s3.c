@@ -1,8 +1,8 @@
 /*
  * Unit tests of the pure parts of the S3 connector: settings, part sizes,
  * object keys, URLs for path-style and virtual-hosted addressing, the
- * refusal of plain http, and the XML of ListObjectsV2,
- * CreateMultipartUpload and error answers, including hostile input.
+ * rejection of plain http, and the XML of ListObjectsV2,
+ * CreateMultipartUpload and error responses, including hostile input.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -197,7 +197,7 @@ static void urls_virtual_hosted(void **state)
 	sm_s3_settings_release(&s);
 }
 
-static void endpoint_http_refused(void **state)
+static void endpoint_http_rejected(void **state)
 {
 	sm_kv pairs[8];
 	sm_vault_config config = make_config(pairs, 8, "bucket", "vault", "endpoint_url",
@@ -383,7 +383,7 @@ int main(void)
 		cmocka_unit_test(keys_with_special_prefix),
 		cmocka_unit_test(urls_path_style),
 		cmocka_unit_test(urls_virtual_hosted),
-		cmocka_unit_test(endpoint_http_refused),
+		cmocka_unit_test(endpoint_http_rejected),
 		cmocka_unit_test(settings_reject_bad_values),
 		cmocka_unit_test(xml_list_pages),
 		cmocka_unit_test(xml_rejects_hostile_input),

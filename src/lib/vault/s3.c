@@ -321,7 +321,7 @@ static int status_error(const s3_call *call, const char *what)
 	} else if (status == 412) {
 		rc = sm_error_set(SM_ECONFLICT, "%s changed meanwhile (%s)", what, detail);
 	} else if (status >= 500 || status == 429 || status == 408) {
-		rc = sm_error_set(SM_ENETWORK, "%s failed: the server answered %s after %d attempts; "
+		rc = sm_error_set(SM_ENETWORK, "%s failed: the server returned %s after %d attempts; "
 				  "try again later", what, detail, call->req.attempts);
 	} else {
 		rc = sm_error_set(SM_ERROR, "%s failed: %s", what, detail);
@@ -351,7 +351,7 @@ static char *region_from_response(const s3_call *call)
 	} else if (call->req.status == 301 &&
 		   sm_http_header_get(&call->req, "x-amz-bucket-region", header, sizeof(header)) &&
 		   *header) {
-		region = sm_strdup(header); /* HEAD answers have no body */
+		region = sm_strdup(header); /* a HEAD response has no body */
 	}
 	sm_s3_error_release(&error);
 	return region;
@@ -1222,7 +1222,7 @@ static int upload_state_load(s3_vault *sv, upload_state *st, const char *key, ui
 	return 0;
 }
 
-/* Sends AbortMultipartUpload; failures only go to the debug log (some stores answer 405). */
+/* Sends AbortMultipartUpload; failures only go to the debug log (some stores return 405). */
 static void abort_upload(s3_vault *sv, const char *key, const char *upload_id)
 {
 	sm_buf query = SM_BUF_INIT(0);
@@ -1361,7 +1361,7 @@ static sm_http_request *next_part(void *payload)
 			if (!mp->slots[i].busy)
 				slot = &mp->slots[i];
 		if (!slot)
-			return NULL; /* cannot happen: a slot frees before next is called */
+			return NULL; /* unreachable while nslots equals the run's concurrency */
 		if (!slot->data && !(slot->data = malloc(mp->state->part_size))) {
 			mp->rc = sm_error_set(SM_ENOMEM, "out of memory for a part of %llu bytes",
 					      (unsigned long long)mp->state->part_size);

@@ -94,7 +94,7 @@ typedef struct sm_s3_error {
 int sm_s3_parse_error(const char *xml, size_t len, sm_s3_error *out);
 void sm_s3_error_release(sm_s3_error *error);
 
-/* One page of a ListObjectsV2 answer. */
+/* One page of a ListObjectsV2 response. */
 typedef struct sm_s3_list_page {
 	char **keys;
 	size_t nkeys;

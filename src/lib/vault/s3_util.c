@@ -645,7 +645,7 @@ int sm_s3_parse_upload_id(const char *xml, size_t len, char **upload_id)
 
 	*upload_id = NULL;
 	if (!xml || !memmem(xml, len, "<InitiateMultipartUploadResult", 30))
-		return sm_error_set(SM_EINVALID, "the answer to CreateMultipartUpload is not an "
+		return sm_error_set(SM_EINVALID, "the response to CreateMultipartUpload is not an "
 				    "InitiateMultipartUploadResult");
 	*upload_id = xml_first(xml, len, "UploadId", &rc);
 	if (rc)
