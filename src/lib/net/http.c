@@ -720,7 +720,10 @@ int sm_http_run(sm_http_client *client, size_t concurrency, sm_http_next_fn next
 			if (wait_until >= 0) {
 				long long left = wait_until - now_ms();
 
-				timeout = left < 0 ? 0 : left < timeout ? (int)left : timeout;
+				if (left < 0)
+					timeout = 0;
+				else if (left < timeout)
+					timeout = (int)left;
 			}
 			curl_multi_poll(client->multi, NULL, 0, timeout, NULL);
 		} else if (wait_until >= 0) {

@@ -3,10 +3,10 @@
  *
  * A client owns one curl multi handle, so connections are reused across
  * requests, and runs any number of requests with a bounded number in
- * flight. Each request has its own retry loop: connection errors, timeouts,
- * HTTP 408, 429, 500, 502, 503 and 504 (and whatever the request's
- * `retryable` hook adds) are retried with exponential backoff and full
- * jitter, honouring Retry-After, under a cap on attempts and on total time.
+ * flight. Each request has its own retry loop. Connection errors, timeouts,
+ * HTTP 408, 429, 500, 502, 503 and 504 are retried, and so is whatever the
+ * request's `retryable` hook adds. The wait grows exponentially with full
+ * jitter, honours Retry-After, and is capped in attempts and total time.
  * Each retry sends one debug line through the callbacks.
  *
  * Request bodies come from memory or from a range of a file descriptor
@@ -28,7 +28,7 @@
 #include "skillmeat/common.h"
 #include "util/util.h"
 
-/* Most headers one request can carry, its own and those a prepare hook adds. */
+/* Maximum number of headers of one request: half its own, half added by a prepare hook. */
 #define SM_HTTP_MAX_HEADERS 24
 
 /* Largest error body kept when the response body goes to a file. */

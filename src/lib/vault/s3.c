@@ -890,8 +890,8 @@ static int s3_list(sm_vault *self, const sm_list_filter *filter, sm_record_list 
 	for (size_t i = 0; i < index.count; i++) {
 		sm_record *record = index.items[i];
 
-		if (!bsearch(&record->bundle_id, ids.ids, ids.count, sizeof(*ids.ids),
-			     compare_strings)) {
+		if (!ids.count || !bsearch(&record->bundle_id, ids.ids, ids.count, sizeof(*ids.ids),
+					   compare_strings)) {
 			dropped++;
 			continue;
 		}
@@ -899,7 +899,8 @@ static int s3_list(sm_vault *self, const sm_list_filter *filter, sm_record_list 
 		if ((rc = sm_record_list_append(&all, record)) != 0)
 			goto done;
 	}
-	qsort(all.items, all.count, sizeof(*all.items), compare_records);
+	if (all.count > 1)
+		qsort(all.items, all.count, sizeof(*all.items), compare_records);
 
 	/* metadata objects the index lacks are fetched, several at a time */
 	indexed = all.count;
