@@ -320,6 +320,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 		}
 		return len;
 	}
+	if (req->resume && !req->range_checked &&
+	    ((!req->if_range[0] && status == 206) || status == 200)) {
+		char etag[128];
+
+		if (sm_http_header_get(req, "ETag", etag, sizeof(etag)) && *etag)
+			snprintf(req->if_range, sizeof(req->if_range), "If-Range: %s", etag);
+	}
 	if (req->range[0] && !req->range_checked && status == 206) {
 		uint64_t start;
 
@@ -427,7 +434,7 @@ static int start_attempt(sm_http_client *client, sm_http_request *req)
 	if (!easy)
 		return sm_error_set(SM_ENOMEM, "cannot create a curl handle");
 	req->easy = easy;
-	for (size_t i = 0; i < req->nheaders + req->nextra + 2; i++) {
+	for (size_t i = 0; i < req->nheaders + req->nextra + 3; i++) {
 		const char *line;
 		struct curl_slist *grown;
 
@@ -437,6 +444,9 @@ static int start_attempt(sm_http_client *client, sm_http_request *req)
 			line = req->extra[i - req->nheaders];
 		else if (i == req->nheaders + req->nextra)
 			line = req->range[0] ? req->range : NULL;
+		else if (i == req->nheaders + req->nextra + 1)
+			/* a changed object is sent whole (200) instead of a range of the new one */
+			line = req->range[0] && req->if_range[0] ? req->if_range : NULL;
 		else
 			line = "Expect:"; /* no 100-continue round trip */
 		if (!line)

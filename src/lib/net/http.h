@@ -120,6 +120,7 @@ struct sm_http_request {
 	int state;
 	char range[64];
 	int range_checked;
+	char if_range[160];        /* "If-Range: <ETag>" of the first response, for resuming */
 };
 
 /* Sets the defaults: no body, no response target, descriptors -1. */

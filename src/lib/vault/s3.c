@@ -1049,6 +1049,21 @@ static int s3_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **ou
 	}
 	EVP_DigestFinal_ex(sha, digest, &digest_len);
 	sm_hex(digest, 32, hex);
+	expected = sm_record_metadata_get(record, "sha256");
+	if ((expected && strcmp(expected, hex) != 0) ||
+	    (record->size_bytes && call.req.written != record->size_bytes)) {
+		/* a forced push may have replaced the bundle while it was read */
+		sm_record *newer = NULL;
+
+		if (fetch_record(sv, bundle_id, &newer) == 0 &&
+		    (expected = sm_record_metadata_get(newer, "sha256")) != NULL &&
+		    strcmp(expected, hex) == 0 && newer->size_bytes == call.req.written) {
+			sm_record_free(record);
+			record = newer;
+		} else {
+			sm_record_free(newer);
+		}
+	}
 	if (record->size_bytes && call.req.written != record->size_bytes) {
 		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' is corrupt: it has %llu "
 				  "bytes, its metadata says %llu", bundle_id, sv->config->name,
