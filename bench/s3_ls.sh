@@ -3,9 +3,9 @@
 # One real bundle is pushed into a local vault; COUNT - 1 more metadata
 # records are copies of its record under new names, and aws-cli uploads
 # the metadata objects, the data object and a complete index.json. Then
-# `vault ls` is timed with the index (ROUNDS runs) and with index.json
-# removed, which makes it fetch every metadata object; one run of each goes
-# through the counting proxy to report its requests.
+# `vault ls` is timed ROUNDS times with the index and ROUNDS times with
+# index.json removed, which makes it fetch every metadata object. One more
+# run of each goes through the counting proxy to count its requests.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$ROOT/bench/s3_common.sh"
 

@@ -2,8 +2,8 @@
 # Push and pull of large bundles through the S3 emulator with skillmeat,
 # aws-cli (`aws s3 cp`) and rclone (`rclone copyto`), all against the same
 # server in the same run. Each round moves every file once up and once
-# down with each tool; the medians of wall time, the ratio of skillmeat to
-# the faster of the two others, and skillmeat's peak RSS are reported.
+# down with each tool. The script reports the median wall times, the ratio
+# of skillmeat to the faster of the two others, and skillmeat's peak RSS.
 #
 # SIZES_MIB  sizes of the random data in the bundles (default "256 1024")
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One push of the small brand-guidelines bundle (about 6 KB) to the S3
-# emulator: the requests it sends, counted by the test proxy, and its wall
-# time, measured directly against the emulator (median of 10 x ROUNDS
-# pushes; the pushed id is deleted before each, outside the timing). The
-# requests of one pull and one ls are counted as well.
+# emulator. The test proxy counts the requests it sends, as well as those
+# of one pull and one ls. Its wall time is the median of 10 x ROUNDS pushes
+# straight to the emulator, each after a delete of the pushed id outside
+# the timing.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$ROOT/bench/s3_common.sh"
 
