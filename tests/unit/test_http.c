@@ -1,8 +1,9 @@
 /*
  * Unit tests of the HTTP client against a scripted server on 127.0.0.1 in
- * a thread: bodies from a file range, responses to a file at an offset
- * with SHA-256, retries with Retry-After, resuming a cut download with
- * Range, the size cap of memory responses and the plain-http switch.
+ * a thread. They cover bodies from a file range, responses written to a
+ * file at an offset with SHA-256, retries with Retry-After, and a cut
+ * download resumed with Range. They also check the size cap of memory
+ * responses and the plain-http switch.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -25,7 +26,7 @@
 
 #define MAX_STEPS 4
 
-/* The scripted server: answers connection i with responses[i], verbatim. */
+/* The scripted server: it sends responses[i], verbatim, on connection i. */
 typedef struct server {
 	int listen_fd;
 	int port;
