@@ -690,8 +690,11 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 		}
 	} else {
 		types = sm_vault_types();
-		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s, git, s3", type,
-				       types ? types : "local");
+		/* git and s3 are accepted here even before their connectors are built in */
+		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s%s%s", type,
+				       types ? types : "local",
+				       types && strstr(types, "git") ? "" : ", git",
+				       types && strstr(types, "s3") ? "" : ", s3");
 		goto done;
 	}
 	if (args.read_only)
