@@ -21,6 +21,20 @@ done
 SRC=$ROOT
 TMP=$(mktemp -d "$BENCH_DIR/s3-$(basename "$0" .sh).XXXXXX")
 source "$ROOT/tests/servers/servers.sh"
+
+# _stop_servers runs without `set -e`: under it, the kill of an already
+# stopped process group would end the function before $TMP is removed.
+_stop_bench_servers() {
+  local i
+  set +e
+  _stop_servers 2>/dev/null
+  for i in $(seq 1 50); do
+    [ -e "$TMP" ] || return 0
+    sleep 0.1
+    rm -rf "$TMP" 2>/dev/null
+  done
+}
+trap _stop_bench_servers EXIT
 start_s3
 
 unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_CA_BUNDLE AWS_CONFIG_FILE \
