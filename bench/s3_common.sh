@@ -25,14 +25,8 @@ source "$ROOT/tests/servers/servers.sh"
 # _stop_servers runs without `set -e`: under it, the kill of an already
 # stopped process group would end the function before $TMP is removed.
 _stop_bench_servers() {
-  local i
   set +e
   _stop_servers 2>/dev/null
-  for i in $(seq 1 50); do
-    [ -e "$TMP" ] || return 0
-    sleep 0.1
-    rm -rf "$TMP" 2>/dev/null
-  done
 }
 trap _stop_bench_servers EXIT
 start_s3
