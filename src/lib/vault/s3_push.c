@@ -29,7 +29,7 @@
  * $SKILLMEAT_HOME/uploads/<hash>.json, where <hash> covers the vault,
  * endpoint, bucket, object key, file size, modification time and SHA-256
  * of the file's first and last 64 KiB. Each finished part is recorded with
- * its ETag and SHA-256 as soon as it finishes (file replaced atomically).
+ * its ETag and SHA-256 as soon as it finishes (see upload_state_save()).
  * A later push of the same file reuses a recorded part only when the part
  * read again has the recorded SHA-256, so a changed file never reuses a
  * stale part. Stores without ListParts cannot confirm the parts, so a
@@ -98,14 +98,43 @@ done:
 	return rc;
 }
 
+/*
+ * Replaces the state file: temporary file, then rename. There is no fsync,
+ * because it would stall every transfer in flight and widen the window in
+ * which a killed push loses a finished part. After a power loss the file
+ * may be empty or old, which costs a fresh upload or re-sent parts only.
+ */
 static int upload_state_save(const upload_state *st)
 {
-	char *text = json_dumps(st->root, JSON_INDENT(1) | JSON_SORT_KEYS);
-	int rc;
+	char *text = json_dumps(st->root, JSON_INDENT(1) | JSON_SORT_KEYS), *tmp = NULL;
+	int rc, fd = -1;
 
 	if (!text)
 		return sm_error_set(SM_ENOMEM, "cannot serialise the upload state");
-	rc = sm_write_file_atomic(st->path, text, strlen(text), 0600);
+	rc = sm_tmpfile_beside(st->path, 0600, &tmp, &fd);
+	if (rc)
+		goto done;
+	if (sm_write_all(fd, text, strlen(text)) != 0) {
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot write the upload state '%s'", st->path);
+		goto done;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot write the upload state '%s'", st->path);
+		unlink(tmp);
+		goto done;
+	}
+	fd = -1;
+	if (rename(tmp, st->path) != 0) {
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot write the upload state '%s'", st->path);
+		unlink(tmp);
+	}
+done:
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	free(tmp);
 	free(text);
 	return rc;
 }
