@@ -559,9 +559,8 @@ static int url_has_password(const char *url)
 }
 
 /*
- * Checks the location and options of a git or s3 vault. Their connectors
- * do not exist yet, but the configuration is written so that credentials
- * can be stored for them. A secret in a URL is rejected without echoing it.
+ * Checks the location and options of a git or s3 vault. A secret in a URL
+ * is rejected without echoing it.
  */
 static int check_remote_args(cli_context *ctx, const char *name, const char *type,
 			     const char *location, const vault_args *args)
@@ -719,8 +718,11 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 		add_setting(settings, &nsettings, "location", location);
 	} else {
 		types = sm_vault_types();
-		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s, git, s3", type,
-				       types ? types : "local");
+		/* git and s3 are accepted here even before their connectors are built in */
+		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s%s%s", type,
+				       types ? types : "local",
+				       types && strstr(types, "git") ? "" : ", git",
+				       types && strstr(types, "s3") ? "" : ", s3");
 		goto done;
 	}
 	if (args.read_only)

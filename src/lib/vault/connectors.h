@@ -8,4 +8,8 @@
 int sm_vault_local_new(sm_vault **out, const sm_vault_config *config,
 		       const sm_callbacks *callbacks);
 
+/* The S3 vault: settings "bucket", "region", "prefix", "endpoint_url" and more (docs/s3.md). */
+int sm_vault_s3_new(sm_vault **out, const sm_vault_config *config,
+		    const sm_callbacks *callbacks);
+
 #endif

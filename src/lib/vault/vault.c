@@ -30,6 +30,7 @@ typedef struct registration {
 
 static const registration builtins[] = {
 	{ "local", sm_vault_local_new },
+	{ "s3", sm_vault_s3_new },
 };
 
 static registration registered[MAX_REGISTERED];
