@@ -29,6 +29,7 @@ typedef struct registration {
 static const registration builtins[] = {
 	{ "local", sm_vault_local_new },
 	{ "s3", sm_vault_s3_new },
+	{ "http", sm_vault_http_new },
 };
 
 static registration registered[MAX_REGISTERED];
