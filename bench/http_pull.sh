@@ -90,3 +90,5 @@ ratio_careful=$(awk -v a="$ours" -v b="$careful" 'BEGIN { printf "%.2f", a / b }
 echo "median over $ROUNDS rounds: pull ${ours}s, curl -o ${plain}s (${ratio}x), curl+sha256+sync ${careful}s (${ratio_careful}x)"
 result "http pull ${SIZE_MIB} MiB: ${ours}s; curl -o ${plain}s (${ratio}x, goal <= 1.1x); curl+openssl dgst+sync ${careful}s (${ratio_careful}x)"
 rm -rf "$OUT"
+# the servers' cleanup kills process groups that may be gone already
+set +e

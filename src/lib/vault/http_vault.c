@@ -4,8 +4,8 @@
  * It reads the layout the local vault writes, relative to the setting
  * `url`: index.json, metadata/<id>.json and bundles/<id>.skillmeat-pack.
  * A static server cannot list metadata/, so index.json is the list of
- * bundles; a server without it is an empty or broken vault and fails with
- * SM_ENOTFOUND. Push and delete fail with SM_EREADONLY.
+ * bundles. A server without it is an empty or broken vault, and listing it
+ * fails with SM_ENOTFOUND. Push and delete fail with SM_EREADONLY.
  *
  * Everything the server sends is untrusted: index.json and metadata files
  * are read into capped buffers and every record is checked (a valid id
@@ -508,6 +508,11 @@ static int http_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 		goto done;
 	}
 
+	/*
+	 * NOTE: net/http.c has no size cap for a body written to a file, so a
+	 * hostile server can send more than size_bytes. The size check below
+	 * then fails only after the whole transfer.
+	 */
 	get.relative = relative;
 	get.fd = fd;
 	get.sha = sha;
