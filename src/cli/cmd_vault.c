@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "skillmeat/credentials.h"
 #include "util/util.h"
+#include "vault/http_vault_internal.h"
 #include "vault/record.h"
 
 static int run_add(cli_context *ctx, int argc, char **argv);
@@ -34,6 +35,8 @@ static const cli_command commands[] = {
 	  "  TYPE local: LOCATION is a directory (created when missing)\n"
 	  "  TYPE git:   LOCATION is the repository URL; --branch B (default main)\n"
 	  "  TYPE s3:    LOCATION is the bucket; --region, --prefix, --endpoint-url\n"
+	  "  TYPE http:  LOCATION is the https:// URL of a published vault (read-only);\n"
+	  "              --ca-bundle FILE (PEM) trusts a private CA, --allow-http permits http://\n"
 	  "  a type from a plug-in: LOCATION is stored as its 'location' setting\n"
 	  "  A URL must not contain a password: store it with 'vault auth NAME'.\n"
 	  "  --set-default   make it the vault used without --vault\n"
@@ -86,6 +89,8 @@ typedef struct vault_args {
 	const char *region;
 	const char *prefix;
 	const char *endpoint_url;
+	const char *ca_bundle;
+	int allow_http;
 	char **positional;
 	int npositional;
 } vault_args;
@@ -111,6 +116,8 @@ static int parse_args(cli_context *ctx, int which, const char *allowed, int min_
 		{ "region", required_argument, NULL, 'r' },
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "endpoint-url", required_argument, NULL, 'e' },
+		{ "ca-bundle", required_argument, NULL, 'C' },
+		{ "allow-http", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const cli_command *cmd = &commands[which];
@@ -149,6 +156,8 @@ static int parse_args(cli_context *ctx, int which, const char *allowed, int min_
 		case 'r': args->region = optarg; break;
 		case 'p': args->prefix = optarg; break;
 		case 'e': args->endpoint_url = optarg; break;
+		case 'C': args->ca_bundle = optarg; break;
+		case 'H': args->allow_http = 1; break;
 		}
 	}
 	args->positional = argv + optind;
@@ -609,6 +618,43 @@ static int check_plugin_args(cli_context *ctx, const char *name, const char *loc
 }
 
 /*
+ * Checks the URL and options of an http vault with the connector's own
+ * URL rules, so that what is written also opens. A secret in the URL is
+ * rejected without echoing it. The CA file is resolved to an absolute
+ * path in `ca_path` (PATH_MAX bytes).
+ */
+static int check_http_args(cli_context *ctx, const char *name, const char *location,
+			   const vault_args *args, char *ca_path)
+{
+	sm_http_vault_url url;
+	int rc;
+
+	if (args->branch || args->region || args->prefix || args->endpoint_url)
+		return cli_usage_error(ctx, "--branch, --region, --prefix and --endpoint-url do not "
+				       "apply to an http vault");
+	if (url_has_password(location))
+		return cli_usage_error(ctx, "the URL of vault '%s' contains a password or token; give "
+				       "the URL without it and store the secret with 'skillmeat vault "
+				       "auth %s --username USER --password'", name, name);
+	rc = sm_http_vault_url_parse(location, args->allow_http, &url);
+	sm_http_vault_url_release(&url);
+	if (rc == SM_EINVALID && strstr(sm_error_message(), "plain http://"))
+		return cli_usage_error(ctx, "vault URL '%s' uses plain http://, which sends everything "
+				       "unencrypted; use https://, or add --allow-http for a server "
+				       "you trust", location);
+	if (rc)
+		return cli_usage_error(ctx, "%s", sm_error_message());
+	if (args->ca_bundle) {
+		if (!*args->ca_bundle || sm_has_control_chars(args->ca_bundle))
+			return cli_usage_error(ctx, "invalid --ca-bundle: give the path of a PEM file");
+		if (!realpath(args->ca_bundle, ca_path) || access(ca_path, R_OK) != 0)
+			return cli_fail(ctx, sm_error_set_errno(SM_EINVALID, errno, "cannot read CA file "
+								"'%s'", args->ca_bundle));
+	}
+	return EXIT_OK;
+}
+
+/*
  * Rejects a name whose credential environment variables are those of
  * another vault ("team-x" and "team.x" both read SKILLMEAT_VAULT_TEAM_X_*),
  * because one vault's secrets would then reach the other's connector.
@@ -644,7 +690,7 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 	struct stat st;
 	int exit_now = 0, code, rc;
 
-	code = parse_args(ctx, CMD_ADD, " branch region prefix endpoint-url set-default read-only ",
+	code = parse_args(ctx, CMD_ADD, " branch region prefix endpoint-url ca-bundle allow-http set-default read-only ",
 			  3, 3, argc, argv, &args, &exit_now);
 	if (code || exit_now)
 		goto done;
@@ -654,6 +700,10 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 	if (!sm_vault_name_valid(name)) {
 		code = cli_usage_error(ctx, "invalid vault name '%s': use 1-64 of A-Z a-z 0-9 _ . -, "
 				       "starting with a letter or digit", name);
+		goto done;
+	}
+	if ((args.ca_bundle || args.allow_http) && strcmp(type, "http") != 0) {
+		code = cli_usage_error(ctx, "--ca-bundle and --allow-http apply only to an http vault");
 		goto done;
 	}
 	if (strcmp(type, "local") == 0) {
@@ -706,6 +756,18 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 			add_setting(settings, &nsettings, "prefix", args.prefix);
 			add_setting(settings, &nsettings, "endpoint_url", args.endpoint_url);
 		}
+	} else if (strcmp(type, "http") == 0) {
+		code = check_http_args(ctx, name, location, &args, resolved);
+		if (code)
+			goto done;
+		rc = user_file(&config, &path);
+		if (rc) {
+			code = cli_fail(ctx, rc);
+			goto done;
+		}
+		add_setting(settings, &nsettings, "url", location);
+		add_setting(settings, &nsettings, "ca_bundle", args.ca_bundle ? resolved : NULL);
+		add_setting(settings, &nsettings, "allow_http", args.allow_http ? "true" : NULL);
 	} else if (cli_plugin_provides(ctx, type)) {
 		code = check_plugin_args(ctx, name, location, &args);
 		if (code)
@@ -718,11 +780,10 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 		add_setting(settings, &nsettings, "location", location);
 	} else {
 		types = sm_vault_types();
-		/* git and s3 are accepted here even before their connectors are built in */
-		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s%s%s", type,
+		/* git is accepted here even before its connector is built in */
+		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s%s", type,
 				       types ? types : "local",
-				       types && strstr(types, "git") ? "" : ", git",
-				       types && strstr(types, "s3") ? "" : ", s3");
+				       types && strstr(types, "git") ? "" : ", git");
 		goto done;
 	}
 	if (args.read_only)

@@ -181,3 +181,61 @@ CFG
   echo "servers: fcgiwrap did not create its socket" >&2
   return 1
 }
+
+# start_https_extra: call after start_https. A second nginx with the same
+# certificate for the http vault tests, serving $HTTPS_PUBLIC in several
+# ways: HTTPS_EXTRA_PORT (https), HTTP_PLAIN_PORT (plain http), HTTPS_TOKEN,
+# and the access log HTTPS_EXTRA_LOG ("status request if-none-match").
+#   https /bearer/     only with "Authorization: Bearer $HTTPS_TOKEN"
+#   https /to-http/X   302 to http://127.0.0.1:$HTTP_PLAIN_PORT/public/X
+#   https /to-public/X 302 to https://localhost:$HTTPS_PORT/public/X (another port)
+#   https /to-static/X 302 to https://localhost:$HTTPS_PORT/static/X (basic auth there)
+#   https /to-bearer/X 302 to /bearer/X on the same server
+#   https /loop/X      302 to /loop/X, forever
+#   http  /public/     without auth
+start_https_extra() {
+  local d=$TMP/https-extra
+  mkdir -p "$d/tmp"
+  HTTPS_EXTRA_PORT=$(free_port)
+  HTTP_PLAIN_PORT=$(free_port)
+  HTTPS_TOKEN=tok-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+  HTTPS_EXTRA_LOG=$d/access.log
+  cat > "$d/nginx.conf" <<CFG
+user root;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 64; }
+http {
+  log_format brief '\$status "\$request" "\$http_if_none_match"';
+  access_log $HTTPS_EXTRA_LOG brief;
+  client_body_temp_path $d/tmp/body;
+  fastcgi_temp_path $d/tmp/fcgi;
+  proxy_temp_path $d/tmp/proxy;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  types { application/json json; application/octet-stream skillmeat-pack; }
+  server {
+    listen 127.0.0.1:$HTTPS_EXTRA_PORT ssl;
+    server_name localhost;
+    ssl_certificate $HTTPS_CA;
+    ssl_certificate_key $TMP/https/key.pem;
+    location /bearer/ {
+      if (\$http_authorization != "Bearer $HTTPS_TOKEN") { return 401; }
+      alias $HTTPS_PUBLIC/;
+    }
+    location ~ ^/to-http/(.*)\$ { return 302 http://127.0.0.1:$HTTP_PLAIN_PORT/public/\$1; }
+    location ~ ^/to-public/(.*)\$ { return 302 https://localhost:$HTTPS_PORT/public/\$1; }
+    location ~ ^/to-static/(.*)\$ { return 302 https://localhost:$HTTPS_PORT/static/\$1; }
+    location ~ ^/to-bearer/(.*)\$ { return 302 /bearer/\$1; }
+    location ~ ^/loop/(.*)\$ { return 302 /loop/\$1; }
+  }
+  server {
+    listen 127.0.0.1:$HTTP_PLAIN_PORT;
+    location /public/ { alias $HTTPS_PUBLIC/; }
+  }
+}
+CFG
+  _spawn "$TMP/nginx-extra.log" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" -g 'daemon off;'
+  wait_port "$HTTPS_EXTRA_PORT" && wait_port "$HTTP_PLAIN_PORT"
+}

@@ -12,4 +12,8 @@ int sm_vault_local_new(sm_vault **out, const sm_vault_config *config,
 int sm_vault_s3_new(sm_vault **out, const sm_vault_config *config,
 		    const sm_callbacks *callbacks);
 
+/* The read-only HTTP(S) vault: settings "url", "ca_bundle", "allow_http" (docs/http-vault.md). */
+int sm_vault_http_new(sm_vault **out, const sm_vault_config *config,
+		      const sm_callbacks *callbacks);
+
 #endif

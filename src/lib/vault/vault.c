@@ -31,6 +31,7 @@ typedef struct registration {
 static const registration builtins[] = {
 	{ "local", sm_vault_local_new },
 	{ "s3", sm_vault_s3_new },
+	{ "http", sm_vault_http_new },
 };
 
 static registration registered[MAX_REGISTERED];
