@@ -4,7 +4,7 @@
 # (also from a path with spaces), and host-key checking against the vault's
 # known_hosts file, the user's one and trust on first use.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-. "$(dirname "${BASH_SOURCE[0]}")/../servers/servers.sh"
+. "$SRC/tests/servers/servers.sh"
 . "$SRC/tests/tools/git_e2e.sh"
 
 start_sshd || { not_ok "sshd starts"; finish; }

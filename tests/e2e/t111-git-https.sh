@@ -6,7 +6,7 @@
 # process's command line and environment while the commands run, then in
 # every file and output they left.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-. "$(dirname "${BASH_SOURCE[0]}")/../servers/servers.sh"
+. "$SRC/tests/servers/servers.sh"
 . "$SRC/tests/tools/git_e2e.sh"
 
 start_https || { not_ok "nginx starts"; finish; }

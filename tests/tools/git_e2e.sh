@@ -19,7 +19,7 @@ CACHE="$SKILLMEAT_HOME/cache"
 WATCH="$SRC/tests/tools/git_secret_watch.py"
 
 json_check() {
-  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2"
+  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2" 2>/dev/null
 }
 
 # millis: the current time in milliseconds.
@@ -65,13 +65,13 @@ ids_in_tree() {
 # index_ids_in REPO: the ids in index.json on main, sorted, space-separated.
 index_ids_in() {
   git -C "$1" show main:index.json 2>/dev/null |
-    python3 -c 'import json, sys; print(" ".join(sorted(json.load(sys.stdin))))'
+    python3 -c 'import json, sys; print(" ".join(sorted(json.load(sys.stdin))))' 2>/dev/null
 }
 
 # ls_ids ARGS...: the ids that `vault ls --json ARGS` lists, space-separated.
 ls_ids() {
   "$SM" vault ls --json "$@" 2>/dev/null |
-    python3 -c 'import json, sys; print(" ".join(r["bundle_id"] for r in json.load(sys.stdin)))'
+    python3 -c 'import json, sys; print(" ".join(r["bundle_id"] for r in json.load(sys.stdin)))' 2>/dev/null
 }
 
 # same_refs NAME REPO BEFORE: passes when REPO's refs are still BEFORE.
@@ -203,7 +203,7 @@ check_every_command() {
   sm vault info beta-tools-v2.0 --vault "$v" --json
   check "$v: info --json equals the metadata blob" python3 -c \
     'import json, sys; sys.exit(json.load(open(sys.argv[1])) != json.loads(sys.argv[2]))' \
-    "$OUT" "$(git -C "$repo" show main:metadata/beta-tools-v2.0.json)"
+    "$OUT" "$(git -C "$repo" show main:metadata/beta-tools-v2.0.json 2>/dev/null)" 2>/dev/null
   sm vault info "../index" --vault "$v"
   expect_err "$v: info invalid id exits 9" 9 "invalid bundle id"
 
