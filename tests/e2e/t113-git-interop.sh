@@ -193,6 +193,7 @@ for ((i = 1; i <= COUNT; i++)); do
   make_big_bundle "big-$i" 1.0 "$MIB" "$TMP/big-$i.skillmeat-pack"
   "$SM" vault push "$TMP/big-$i.skillmeat-pack" --vault staging --quiet
 done
+rm -f "$TMP/staging/.skillmeat-vault.lock"
 commit_tree "$BIG" "$TMP/staging" "Add $COUNT bundles"
 check "the large repository holds $COUNT bundles" test "$(tree_of "$BIG" | grep -c '^bundles/')" -eq "$COUNT"
 repo_bytes=$(du -sb "$BIG/objects" | cut -f1)
