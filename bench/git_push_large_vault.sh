@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cost of a git vault as it grows: pushing a 1 MiB bundle into a vault
-# that already holds SIZE_MB MiB of other bundles, against pushing it into
+# that already contains SIZE_MB MiB of other bundles, against pushing it into
 # an empty vault, and against the original tool's way (a `git clone
 # --depth 1` of the branch, add, commit, push) on the same large
 # repository. Then `ls` and `pull` of one bundle on the large vault.
@@ -29,7 +29,7 @@ TEMPLATE="$BENCH_DIR/git-large-${SIZE_MB}m.git"
 ONE="$BENCH_DIR/git-one-1m.skillmeat-pack"
 TWO="$BENCH_DIR/git-two-1m.skillmeat-pack"
 
-# servers.sh and the e2e helpers expect SRC and TMP; TMP is removed on exit.
+# servers.sh and the e2e helpers expect SRC and TMP. The EXIT trap removes TMP.
 SRC=$ROOT
 TMP=$(mktemp -d "$BENCH_DIR/git-run.XXXXXX")
 source "$ROOT/tests/servers/servers.sh"
@@ -161,7 +161,7 @@ EOF
   rm -rf "$work"
 }
 
-# cache_size: bytes of the object store of the current home's cache.
+# cache_size: bytes under the cache directory of the current SKILLMEAT_HOME.
 cache_size() { du -sb "$SKILLMEAT_HOME/cache" 2>/dev/null | cut -f1; }
 
 RUNS="$TMP/runs"
