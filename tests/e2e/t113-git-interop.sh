@@ -213,8 +213,13 @@ CACHE_GIT=$(cache_dirs | head -1)
 
 # cache_bytes: the size of the cache's object store in bytes.
 cache_bytes() { if [ -n "$CACHE_GIT" ]; then du -sb "$CACHE_GIT/objects" | cut -f1; else echo 0; fi; }
-# missing_blobs: how many objects reachable in the cache are only promised.
-missing_blobs() { git --git-dir="$CACHE_GIT" rev-list --objects --all --missing=print 2>/dev/null | grep -c '^?'; }
+# missing_blobs: how many bundle blobs of the repository's main the cache
+# lacks, as a partial clone that was promised them. rev-list with
+# --missing=print lists them without fetching.
+missing_blobs() {
+  git --git-dir="$CACHE_GIT" rev-list --objects --all --missing=print 2>/dev/null | sed -n 's/^?//p' |
+    grep -cxF -f <(git -C "$BIG" ls-tree -r main bundles/ | awk '{ print $3 }')
+}
 
 after_ls=$(cache_bytes)
 echo "     repository objects $repo_bytes bytes; cache after ls $after_ls bytes"
