@@ -64,13 +64,26 @@ run_round() {
     code=$?
     if [ "$code" -ne 0 ]; then
       failures=$((failures + 1))
-      grep -v '^pushed ' "$TMP/$round-worker-$w.log" | head -5 | sed "s/^/     worker $w: /"
+      grep -E 'error:|failed$' "$TMP/$round-worker-$w.log" | head -6 | sed "s/^/     worker $w: /"
+      echo "     worker $w: $(grep -c 'trying again' "$TMP/$round-worker-$w.log") retries in all"
     fi
   done
   echo "     $round: $((WORKERS * PER_WORKER)) pushes by $WORKERS workers in $(($(millis) - started)) ms"
   check "$round: all workers exit 0" test "$failures" -eq 0
   check "$round: every push reports success" \
     test "$(cat "$TMP/$round"-worker-*.log | grep -c '^pushed ')" -eq $((WORKERS * PER_WORKER))
+}
+
+# id_lines LIST: the ids of a space-separated list, sorted, one a line.
+id_lines() { tr -s ' ' '\n' <<<"$1" | sed '/^$/d' | LC_ALL=C sort; }
+
+# same_ids NAME EXPECTED ACTUAL: passes when the two space-separated id
+# lists hold the same ids; otherwise names the missing and the extra ones.
+same_ids() {
+  local missing extra
+  missing=$(comm -23 <(id_lines "$2") <(id_lines "$3") | tr '\n' ' ')
+  extra=$(comm -13 <(id_lines "$2") <(id_lines "$3") | tr '\n' ' ')
+  if [ -z "$missing$extra" ]; then ok "$1"; else not_ok "$1" "missing: ${missing:-none}" "extra: ${extra:-none}"; fi
 }
 
 # --- bundles c-1 .. c-80, each with its own name and hashes ---
@@ -90,18 +103,18 @@ setup_home "$SKILLMEAT_HOME"
 
 run_round separate "$TMP/home-W" 1
 ROUND1=$((WORKERS * PER_WORKER))
-seq 1 "$ROUND1" | sed 's/^/c-/; s/$/-v1.0/' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//' >"$TMP/expected1"
-check "separate: all $ROUND1 listed" test "$(ls_ids | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//')" = "$(cat "$TMP/expected1")"
-check "separate: index.json lists all $ROUND1" test "$(index_ids_in "$REPO" | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//')" = "$(cat "$TMP/expected1")"
+EXPECTED1=$(seq 1 "$ROUND1" | sed 's/^/c-/; s/$/-v1.0/' | tr '\n' ' ')
+same_ids "separate: all $ROUND1 listed" "$EXPECTED1" "$(ls_ids)"
+same_ids "separate: index.json lists all $ROUND1" "$EXPECTED1" "$(index_ids_in "$REPO")"
 check "separate: the tree holds $((2 * ROUND1 + 1)) files" test "$(tree_of "$REPO" | wc -l)" -eq $((2 * ROUND1 + 1))
 check "separate: one commit per push" test "$(git -C "$REPO" rev-list --count main)" -eq "$ROUND1"
 
 # --- round 2: one shared cache ---
 
 run_round shared "$TMP/home-shared" $((ROUND1 + 1))
-seq 1 "$TOTAL" | sed 's/^/c-/; s/$/-v1.0/' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//' >"$TMP/expected"
-check "shared: all $TOTAL listed" test "$(ls_ids | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//')" = "$(cat "$TMP/expected")"
-check "shared: index.json lists all $TOTAL" test "$(index_ids_in "$REPO" | tr ' ' '\n' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//')" = "$(cat "$TMP/expected")"
+EXPECTED=$(seq 1 "$TOTAL" | sed 's/^/c-/; s/$/-v1.0/' | tr '\n' ' ')
+same_ids "shared: all $TOTAL listed" "$EXPECTED" "$(ls_ids)"
+same_ids "shared: index.json lists all $TOTAL" "$EXPECTED" "$(index_ids_in "$REPO")"
 check "shared: one commit per push" test "$(git -C "$REPO" rev-list --count main)" -eq "$TOTAL"
 
 # --- every bundle pulls back ---
