@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end tests of a git vault over SSH against a private sshd on
-# 127.0.0.1: every vault command, the key chosen with `vault auth --ssh-key`
-# (also from a path with spaces), and host-key checking against the vault's
-# known_hosts file, the user's one and trust on first use.
+# 127.0.0.1. They cover every vault command and the key chosen with `vault
+# auth --ssh-key`, also from a path with spaces. Host keys are checked
+# against the vault's known_hosts file, the user's one, and with trust on
+# first use.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$SRC/tests/servers/servers.sh"
 . "$SRC/tests/tools/git_e2e.sh"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end tests of a git vault over HTTPS against nginx and
-# git-http-backend with basic auth and a self-signed CA: every vault
-# command, the vault's own ca_bundle, a wrong password, the user's git
-# credential helper, and a watcher that looks for the password in every
-# process's command line and environment while the commands run, then in
-# every file and output they left.
+# git-http-backend with basic auth and a self-signed CA. They cover every
+# vault command, the vault's own ca_bundle, a wrong password and the
+# user's git credential helper. While the commands run, a watcher looks for
+# the password in every process's command line and environment. Afterwards
+# the password must be in no file or output they left.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$SRC/tests/servers/servers.sh"
 . "$SRC/tests/tools/git_e2e.sh"
@@ -105,7 +105,7 @@ sm vault ls --vault anon </dev/null
 expect_err "no credentials anywhere exits 6" 6 "anon"
 check "no credentials anywhere fails within 5 s" test $(($(millis) - started)) -lt 5000
 
-# the user's own git credential helper answers when nothing is stored
+# the user's own git credential helper supplies the password when nothing is stored
 umask 077
 printf 'https://vault:%s@localhost:%s\n' "$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$HTTPS_PASSWORD")" \
   "$HTTPS_PORT" >"$TMP/git-credentials"
@@ -119,7 +119,7 @@ rm -f "$TMP/git-credentials"
 
 # --- the password is nowhere on disk or in output ---
 
-# pattern_list FILE: the password in the forms the watcher looks for, one a line.
+# $TMP/patterns: the password in the forms the watcher looks for, one a line.
 python3 - "$HTTPS_PASSWORD" >"$TMP/patterns" <<'EOF'
 import base64, sys, urllib.parse
 secret = sys.argv[1]

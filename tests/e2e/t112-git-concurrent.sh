@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Concurrent pushes into one git repository over SSH. First 4 processes
-# with their own SKILLMEAT_HOME (so their own caches, as on 4 machines)
-# push 10 bundles each, racing at the git level; then 4 processes sharing
-# one SKILLMEAT_HOME, and so one locked cache, push 10 more each. Every
+# push 10 bundles each, each with its own SKILLMEAT_HOME and so its own
+# cache, as on 4 machines, so they race at the git level. Then 4 processes
+# that share one SKILLMEAT_HOME, and so one locked cache, push 10 more each. Every
 # bundle must be listed and pull back byte-identical, and the branch must
 # only ever move forward: the reflog of the bare repository shows each
 # update as a fast-forward, and there is one commit per push. Last, 4
@@ -78,7 +78,7 @@ run_round() {
 id_lines() { tr -s ' ' '\n' <<<"$1" | sed '/^$/d' | LC_ALL=C sort; }
 
 # same_ids NAME EXPECTED ACTUAL: passes when the two space-separated id
-# lists hold the same ids; otherwise names the missing and the extra ones.
+# lists contain the same ids; otherwise names the missing and the extra ones.
 same_ids() {
   local missing extra
   missing=$(comm -23 <(id_lines "$2") <(id_lines "$3") | tr '\n' ' ')

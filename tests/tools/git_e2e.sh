@@ -2,9 +2,9 @@
 # Source it after lib.sh and, where servers are needed, servers.sh.
 #
 # It clears the variables through which the machine or the user could
-# change what git does, so that each vault's own settings are what the
-# scripts test: the CA bundle presets, git's redirection variables, an ssh
-# command, and credential variables of skillmeat itself.
+# change what git does: the CA bundle presets, git's redirection
+# variables, an ssh command, and skillmeat's own credential variables. So
+# each vault's own settings are what the scripts test.
 
 unset GIT_SSL_CAINFO GIT_SSL_CAPATH GIT_SSL_NO_VERIFY AWS_CA_BUNDLE CURL_CA_BUNDLE SSL_CERT_FILE
 unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES

@@ -6,10 +6,10 @@ Usage: git_secret_watch.py STOP_FILE REPORT_FILE  (the secret on stdin)
 The secret comes on standard input so that it never appears in this
 program's own argv. Until STOP_FILE exists, the watcher reads
 /proc/PID/cmdline and, where permitted, /proc/PID/environ of every other
-process, and looks for the secret as it is, percent-encoded and inside a
-basic-auth value (base64 of "USER:SECRET" for the user names given in the
-WATCH_USERS environment variable, space-separated). It then writes one
-summary line to REPORT_FILE:
+process. It looks for the secret as it is, percent-encoded, and inside a
+basic-auth value: base64 of "USER:SECRET" for each user name in the
+WATCH_USERS environment variable (space-separated). At the end it writes
+one summary line to REPORT_FILE:
 
     scans=N processes=N git=N environ=N server=N hits=N
 
@@ -29,7 +29,7 @@ import time
 import urllib.parse
 
 
-def needles(secret, users):
+def secret_forms(secret, users):
     forms = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
     for user in users:
         forms.add(base64.b64encode(("%s:%s" % (user, secret)).encode()).decode())
@@ -49,7 +49,7 @@ def main():
     secret = sys.stdin.readline().rstrip("\n")
     if not secret:
         sys.exit("git_secret_watch: no secret on stdin")
-    forms = needles(secret, os.environ.get("WATCH_USERS", "").split())
+    forms = secret_forms(secret, os.environ.get("WATCH_USERS", "").split())
     me = os.getpid()
     scans = 0
     seen = set()
@@ -85,7 +85,7 @@ def main():
                     hits.append("pid=%s comm=%s in %s" % (entry, comm, place))
         if stopping:
             break
-        # a short pause leaves the second core to the processes watched
+        # a short pause leaves CPU time to the processes watched
         time.sleep(0.001)
 
     with open(report_file, "w") as f:
