@@ -4,8 +4,8 @@
 # tool lays it out (bundles/<id>.skillmeat-pack, metadata/<id>.json,
 # index.json on the branch) lists, pulls and takes pushes; a repository we
 # wrote has exactly that layout and nothing else. Last, the cost of a
-# command must not grow with the vault: after `ls` the cache holds no
-# bundle blob, and `pull` fetches only the one bundle it needs.
+# command must not grow with the vault: after `ls` the cache contains
+# no bundle blob, and `pull` fetches only the one bundle it needs.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$SRC/tests/servers/servers.sh"
 . "$SRC/tests/tools/git_e2e.sh"
@@ -178,7 +178,7 @@ EOF
 check "our records read like the original's" test ! -s "$TMP/record-problems.txt"
 [ -s "$TMP/record-problems.txt" ] && sed 's/^/     /' "$TMP/record-problems.txt"
 
-# the original's way of reading: a plain clone sees every bundle
+# the original's way of reading: a plain clone gets every bundle
 git clone -q --depth 1 -b main "$OURS" "$TMP/plain-clone" 2>/dev/null
 check "a plain clone of our repository has the kit bytes" \
   cmp -s "$TMP/kit.skillmeat-pack" "$TMP/plain-clone/bundles/interop-kit-v3.1.4.skillmeat-pack"

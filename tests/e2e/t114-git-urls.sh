@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end tests of the URL checks of a git vault: transports that run
+# End-to-end tests of the URL checks of a git vault. Transports that run
 # commands or read local files, option-like hosts, users and paths, plain
 # http without allow_http, and passwords in the URL are rejected with exit
-# code 9 before git runs, and leave no marker file and no cache behind.
+# code 9 before git runs. They leave no marker file and no cache behind.
 # The URLs reach the connector both through `vault add` and through a
 # sharing.toml written by hand.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
