@@ -177,11 +177,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
 
   # row CASE CMD...: measures CMD and records one row
   row() {
-    local label=$1 m
+    local label=$1 m cache
     shift
     measure "$@"
     m=$(cat "$TMP/measured")
-    printf '%-5s %-34s %9s %14s %12s\n' "$r" "$label" ${m} "$(cache_size)"
+    cache="$(cache_size)"
+    # the baseline keeps no cache of ours
+    case $label in original:*) cache=- ;; esac
+    printf '%-5s %-34s %9s %14s %12s\n' "$r" "$label" ${m} "$cache"
     echo "$label|${m% *}|${m#* }" >>"$RUNS"
   }
 
