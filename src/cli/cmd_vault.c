@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "skillmeat/credentials.h"
 #include "util/util.h"
+#include "vault/git_internal.h"
 #include "vault/record.h"
 
 static int run_add(cli_context *ctx, int argc, char **argv);
@@ -30,9 +31,13 @@ enum { CMD_ADD, CMD_LIST, CMD_REMOVE, CMD_SET_DEFAULT, CMD_AUTH, CMD_PUSH, CMD_P
 static const cli_command commands[] = {
 	[CMD_ADD] = { "add", run_add, "configure a vault in $SKILLMEAT_HOME/sharing.toml",
 	  "vault add NAME TYPE LOCATION [--branch B] [--region R] [--prefix P]\n"
-	  "                 [--endpoint-url U] [--set-default] [--read-only]\n\n"
+	  "                 [--endpoint-url U] [--known-hosts F] [--allow-http]\n"
+	  "                 [--set-default] [--read-only]\n\n"
 	  "  TYPE local: LOCATION is a directory (created when missing)\n"
-	  "  TYPE git:   LOCATION is the repository URL; --branch B (default main)\n"
+	  "  TYPE git:   LOCATION is the repository URL (https://, ssh:// or\n"
+	  "              USER@HOST:PATH); --branch B (default main), --known-hosts F\n"
+	  "              (SSH host keys to trust instead of ~/.ssh/known_hosts),\n"
+	  "              --allow-http (permit an unencrypted http:// URL)\n"
 	  "  TYPE s3:    LOCATION is the bucket; --region, --prefix, --endpoint-url\n"
 	  "  A URL must not contain a password: store it with 'vault auth NAME'.\n"
 	  "  --set-default   make it the vault used without --vault\n"
@@ -85,6 +90,8 @@ typedef struct vault_args {
 	const char *region;
 	const char *prefix;
 	const char *endpoint_url;
+	const char *known_hosts;
+	int allow_http;
 	char **positional;
 	int npositional;
 } vault_args;
@@ -110,6 +117,8 @@ static int parse_args(cli_context *ctx, int which, const char *allowed, int min_
 		{ "region", required_argument, NULL, 'r' },
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "endpoint-url", required_argument, NULL, 'e' },
+		{ "known-hosts", required_argument, NULL, 'k' },
+		{ "allow-http", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const cli_command *cmd = &commands[which];
@@ -148,6 +157,8 @@ static int parse_args(cli_context *ctx, int which, const char *allowed, int min_
 		case 'r': args->region = optarg; break;
 		case 'p': args->prefix = optarg; break;
 		case 'e': args->endpoint_url = optarg; break;
+		case 'k': args->known_hosts = optarg; break;
+		case 'H': args->allow_http = 1; break;
 		}
 	}
 	args->positional = argv + optind;
@@ -570,8 +581,9 @@ static int check_remote_args(cli_context *ctx, const char *name, const char *typ
 	if (git && (args->region || args->prefix || args->endpoint_url))
 		return cli_usage_error(ctx, "--region, --prefix and --endpoint-url do not apply to a "
 				       "git vault");
-	if (!git && args->branch)
-		return cli_usage_error(ctx, "--branch does not apply to an s3 vault");
+	if (!git && (args->branch || args->known_hosts || args->allow_http))
+		return cli_usage_error(ctx, "--branch, --known-hosts and --allow-http do not apply to "
+				       "an s3 vault");
 	if (url_has_password(location) || (args->endpoint_url && url_has_password(args->endpoint_url)))
 		return cli_usage_error(ctx, "the URL of vault '%s' contains a password or token; give "
 				       "the URL without it and store the secret with 'skillmeat vault "
@@ -582,12 +594,16 @@ static int check_remote_args(cli_context *ctx, const char *name, const char *typ
 	if (!git && strchr(location, '/'))
 		return cli_usage_error(ctx, "invalid bucket '%s': give the bucket name alone and the "
 				       "path inside it with --prefix", location);
-	if ((args->branch && (!*args->branch || sm_has_control_chars(args->branch))) ||
+	if ((args->known_hosts && (!*args->known_hosts || sm_has_control_chars(args->known_hosts))) ||
+	    (args->branch && (!*args->branch || sm_has_control_chars(args->branch))) ||
 	    (args->region && sm_has_control_chars(args->region)) ||
 	    (args->prefix && sm_has_control_chars(args->prefix)) ||
 	    (args->endpoint_url && sm_has_control_chars(args->endpoint_url)))
 		return cli_usage_error(ctx, "invalid option value: values must be non-empty and "
 				       "without control characters");
+	/* the checks the git connector applies before it runs git */
+	if (git && sm_git_check_url(location, args->allow_http) != 0)
+		return cli_fail(ctx, sm_error_wrap(SM_EINVALID, "vault '%s'", name));
 	return EXIT_OK;
 }
 
@@ -627,7 +643,8 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 	struct stat st;
 	int exit_now = 0, code, rc;
 
-	code = parse_args(ctx, CMD_ADD, " branch region prefix endpoint-url set-default read-only ",
+	code = parse_args(ctx, CMD_ADD, " branch region prefix endpoint-url known-hosts allow-http "
+			  "set-default read-only ",
 			  3, 3, argc, argv, &args, &exit_now);
 	if (code || exit_now)
 		goto done;
@@ -640,9 +657,11 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 		goto done;
 	}
 	if (strcmp(type, "local") == 0) {
-		if (args.branch || args.region || args.prefix || args.endpoint_url) {
-			code = cli_usage_error(ctx, "--branch, --region, --prefix and --endpoint-url do "
-					       "not apply to a local vault");
+		if (args.branch || args.region || args.prefix || args.endpoint_url ||
+		    args.known_hosts || args.allow_http) {
+			code = cli_usage_error(ctx, "--branch, --region, --prefix, --endpoint-url, "
+					       "--known-hosts and --allow-http do not apply to a local "
+					       "vault");
 			goto done;
 		}
 		if (!*location || sm_has_control_chars(location)) {
@@ -683,6 +702,15 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 		if (strcmp(type, "git") == 0) {
 			add_setting(settings, &nsettings, "url", location);
 			add_setting(settings, &nsettings, "branch", args.branch ? args.branch : "main");
+			if (args.known_hosts && !realpath(args.known_hosts, resolved)) {
+				code = cli_fail(ctx, sm_error_set_errno(errno == ENOENT ? SM_ENOTFOUND : SM_EIO,
+						errno, "cannot use known_hosts file '%s'", args.known_hosts));
+				goto done;
+			}
+			if (args.known_hosts)
+				add_setting(settings, &nsettings, "known_hosts", resolved);
+			if (args.allow_http)
+				add_setting(settings, &nsettings, "allow_http", "true");
 		} else {
 			add_setting(settings, &nsettings, "bucket", location);
 			add_setting(settings, &nsettings, "region", args.region);
@@ -691,8 +719,10 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 		}
 	} else {
 		types = sm_vault_types();
-		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s, git, s3", type,
-				       types ? types : "local");
+		/* s3 is accepted by vault add before its connector exists */
+		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s%s", type,
+				       types ? types : "local, git",
+				       types && strstr(types, "s3") ? "" : ", s3");
 		goto done;
 	}
 	if (args.read_only)

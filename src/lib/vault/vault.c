@@ -28,6 +28,7 @@ typedef struct registration {
 
 static const registration builtins[] = {
 	{ "local", sm_vault_local_new },
+	{ "git", sm_vault_git_new },
 };
 
 static registration registered[MAX_REGISTERED];
