@@ -156,6 +156,10 @@ int sm_git_check_url(const char *url, int allow_http)
 	if (url[0] == '-')
 		return sm_error_set(SM_EINVALID, "repository URL '%s' starts with '-'; " USE_INSTEAD,
 				    url);
+	prefix = transport_prefix(url);
+	if (prefix)
+		return sm_error_set(SM_EINVALID, "repository URL '%s' uses the unsupported transport "
+				    "'%.*s::'; " USE_INSTEAD, url, (int)prefix, url);
 	sep = strstr(url, "://");
 	if (sep) {
 		const char *p = url;
@@ -179,10 +183,6 @@ int sm_git_check_url(const char *url, int allow_http)
 				    "'#'); give the URL without it", url);
 	if (sep)
 		return check_scheme_url(url, url, (size_t)(sep - url), allow_http);
-	prefix = transport_prefix(url);
-	if (prefix)
-		return sm_error_set(SM_EINVALID, "repository URL '%s' uses the unsupported transport "
-				    "'%.*s::'; " USE_INSTEAD, url, (int)prefix, url);
 	return check_scp_like(url);
 }
 
@@ -283,20 +283,30 @@ int sm_git_ssh_command(const char *key_path, const char *known_hosts, int accept
 	return 0;
 }
 
-/* Replaces every occurrence of `secret` in `text`, in place, with "***". */
-static void mask(char *text, const char *secret)
+/* Replaces every occurrence of `secret` in `*text` with "***". */
+static int mask(char **text, const char *secret)
 {
 	size_t len = strlen(secret);
-	char *hit, *from = text;
+	sm_buf out = SM_BUF_INIT(0);
+	const char *from = *text, *hit;
 
-	if (len == 0)
-		return;
+	if (len == 0 || !strstr(*text, secret))
+		return 0;
 	while ((hit = strstr(from, secret)) != NULL) {
-		memcpy(hit, "***", len < 3 ? len : 3);
-		if (len > 3)
-			memmove(hit + 3, hit + len, strlen(hit + len) + 1);
-		from = hit + (len < 3 ? len : 3);
+		if (sm_buf_put(&out, from, (size_t)(hit - from)) != 0 || sm_buf_puts(&out, "***") != 0) {
+			sm_buf_release(&out);
+			return SM_ENOMEM;
+		}
+		from = hit + len;
 	}
+	if (sm_buf_puts(&out, from) != 0) {
+		sm_buf_release(&out);
+		return SM_ENOMEM;
+	}
+	explicit_bzero(*text, strlen(*text));
+	free(*text);
+	*text = sm_buf_take(&out);
+	return 0;
 }
 
 /* Masks the password of "scheme://user:password@host" forms in place. */
@@ -346,14 +356,20 @@ char *sm_git_error_line(const char *text, const char *const *secrets, size_t nse
 {
 	sm_buf out = SM_BUF_INIT(0);
 	char *copy = sm_strdup(text ? text : ""), *line, *save = NULL;
+	size_t copy_len;
 
 	if (!copy)
 		return NULL;
-	for (size_t i = 0; i < nsecrets; i++)
-		if (secrets[i])
-			mask(copy, secrets[i]);
+	for (size_t i = 0; i < nsecrets; i++) {
+		if (secrets[i] && mask(&copy, secrets[i]) != 0) {
+			explicit_bzero(copy, strlen(copy));
+			free(copy);
+			return NULL;
+		}
+	}
 	mask_url_passwords(copy);
 	mask_authorization(copy);
+	copy_len = strlen(copy);
 	for (line = strtok_r(copy, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
 		while (*line == ' ' || *line == '\t')
 			line++;
@@ -367,6 +383,7 @@ char *sm_git_error_line(const char *text, const char *const *secrets, size_t nse
 		if (out.len > ERROR_LINE_MAX)
 			break;
 	}
+	explicit_bzero(copy, copy_len);
 	free(copy);
 	if (out.len > ERROR_LINE_MAX) {
 		out.len = ERROR_LINE_MAX;
