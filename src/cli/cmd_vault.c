@@ -581,9 +581,11 @@ static int check_remote_args(cli_context *ctx, const char *name, const char *typ
 	if (git && (args->region || args->prefix || args->endpoint_url))
 		return cli_usage_error(ctx, "--region, --prefix and --endpoint-url do not apply to a "
 				       "git vault");
-	if (!git && (args->branch || args->known_hosts || args->allow_http))
-		return cli_usage_error(ctx, "--branch, --known-hosts and --allow-http do not apply to "
-				       "an s3 vault");
+	if (!git && args->branch)
+		return cli_usage_error(ctx, "--branch does not apply to an s3 vault");
+	if (!git && (args->known_hosts || args->allow_http))
+		return cli_usage_error(ctx, "--known-hosts and --allow-http do not apply to an s3 "
+				       "vault");
 	if (url_has_password(location) || (args->endpoint_url && url_has_password(args->endpoint_url)))
 		return cli_usage_error(ctx, "the URL of vault '%s' contains a password or token; give "
 				       "the URL without it and store the secret with 'skillmeat vault "

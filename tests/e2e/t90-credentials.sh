@@ -72,8 +72,8 @@ sm vault add s2 s3 bkt --branch main
 expect_err "s3 with --branch exits 2" 2 "does not apply to an s3 vault"
 sm vault add s2 s3 bkt/path
 expect_err "s3 bucket with a slash exits 2" 2 "--prefix"
-sm vault ls --vault team
-expect_err "opening a git vault names the known types" 9 "known types: local"
+sm vault ls --vault bucket
+expect_err "opening an s3 vault names the known types" 9 "known types: local"
 
 # --- argument checks of vault auth ---
 
