@@ -415,8 +415,8 @@ SECRETS+=("$LEAK_PW" "$LEAK_PP")
 n=0
 sweep() { n=$((n + 1)); "$@" >"$SWEEP/$n.out" 2>"$SWEEP/$n.err" </dev/null; }
 sweep_in() { n=$((n + 1)); local input=$1; shift; printf '%s\n' "$input" | "$@" >"$SWEEP/$n.out" 2>"$SWEEP/$n.err"; }
-sweep "$SM" vault add lk git "https://u:$LEAK_PW@git.example.invalid/r.git" -v
-sweep "$SM" vault add lk git https://git.example.invalid/r.git -v
+sweep "$SM" vault add lk git "https://u:$LEAK_PW@127.0.0.1:1/r.git" -v
+sweep "$SM" vault add lk git https://127.0.0.1:1/r.git -v
 sweep "$SM" vault add lk3 s3 bkt --endpoint-url "http://k:$LEAK_PW@127.0.0.1:1" -v
 sweep "$SM" vault auth lk --username u --password "$LEAK_PW" -v
 sweep "$SM" vault auth lk --username u "--password=$LEAK_PW" -v
