@@ -34,7 +34,7 @@ check_every_command team team-ro "$GIT_SSH_REPO"
 
 check "one cache directory per used vault" test "$(cache_dirs | wc -l)" -ge 1
 for d in $(cache_dirs); do
-  check "cache $(basename "$d") is a partial clone without blobs" \
+  check "cache $(basename "$(dirname "$d")") is a partial clone without blobs" \
     grep -q 'blob:none' <(git --git-dir="$d" config --get-regexp 'remote\..*\.partialclonefilter')
 done
 

@@ -133,7 +133,7 @@ check "the password is in no file of SKILLMEAT_HOME, output or log" test -z "$fo
 [ -n "$found" ] && echo "     found in: $found"
 check "the cache exists" test -n "$(cache_dirs)"
 for d in $(cache_dirs); do
-  check "cache config of $(basename "$d") holds no user or header" \
+  check "cache config of $(basename "$(dirname "$d")") holds no user or header" \
     test -z "$(grep -iE 'vault@|extraheader|password|askpass' "$d/config")"
   check "cache remote URL is the vault URL" \
     grep -qxF "$URL" <(git --git-dir="$d" config --get-regexp 'remote\..*\.url' | cut -d' ' -f2)
