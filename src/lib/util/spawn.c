@@ -60,7 +60,9 @@ static int slurp(int fd, sm_buf *buf)
 			return sm_error_set_errno(SM_EIO, errno, "cannot read the output of a child process");
 		}
 		offset += n;
-		room = buf->max ? (buf->max > buf->len ? buf->max - buf->len : 0) : (size_t)n;
+		room = (size_t)n;
+		if (buf->max)
+			room = buf->max > buf->len ? buf->max - buf->len : 0;
 		if (room > (size_t)n)
 			room = (size_t)n;
 		if (room && sm_buf_put(buf, chunk, room) != 0)

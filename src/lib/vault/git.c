@@ -421,7 +421,7 @@ static char *metadata_id(const tree_entry *entry)
 	return id;
 }
 
-/* Reads the record of `id` from its metadata blob; SM_ENOTFOUND when not stored. */
+/* Reads the record of `id` from its metadata blob. Fails with SM_ENOTFOUND when it is not stored. */
 static int read_record(git_vault *gv, const snapshot *snap, const char *id, sm_record **out)
 {
 	char *name = sm_asprintf("%s.json", id), *text = NULL;
@@ -532,9 +532,9 @@ done:
 
 /*
  * Returns the records of the snapshot, sorted by id. index.json is used
- * when it parses and names exactly the ids that have metadata files;
- * otherwise the records are rebuilt from the metadata files, which are
- * the truth.
+ * when it parses and names exactly the ids that have metadata files.
+ * Otherwise the records are read from the metadata files, which are the
+ * truth.
  */
 static int read_index(git_vault *gv, const snapshot *snap, sm_record_list *out)
 {
@@ -709,7 +709,7 @@ typedef struct pull_args {
 	sm_record **out;
 } pull_args;
 
-/* Streams blob `oid` to `fd`, hashing it; git fetches the one blob when the cache lacks it. */
+/* Streams blob `oid` to `fd` and hashes it. Git fetches that one blob when the cache lacks it. */
 static int stream_blob(git_vault *gv, const char *oid, int fd, uint64_t total,
 		       unsigned char sha256[32], uint64_t *size)
 {
@@ -1103,7 +1103,7 @@ static int push_commit(git_vault *gv, const char *commit, const char *old_tip, i
 		rc = sm_git_fail(gv, "pushing", err.data && *err.data ? err.data : text);
 		goto done;
 	}
-	/* the cache now knows the new tip, so the next fetch has nothing to do */
+	/* the cache records the new tip, so the next fetch has nothing to transfer */
 	rc = git_ok(gv, "updating the cache", old_tip[0] ? update_with_old : update_new, NULL);
 	if (rc) {
 		sm_git_notify(gv, SM_LOG_DEBUG, "pushed, but %s", sm_error_message());

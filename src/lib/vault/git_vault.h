@@ -83,7 +83,7 @@ int sm_git_run(git_vault *gv, const git_cmd *cmd, sm_buf *out, sm_buf *err, int 
 
 /*
  * Sets the error for a failed git command from its stderr: the code from
- * what git said (SM_EAUTH, SM_ENOTFOUND, SM_ENETWORK, else SM_ERROR), the
+ * git's message (SM_EAUTH, SM_ENOTFOUND, SM_ENETWORK, else SM_ERROR), the
  * text redacted and on one line, and what to do next where known. Marks
  * the cache damaged when git reports a broken repository.
  */
