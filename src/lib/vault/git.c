@@ -183,12 +183,30 @@ done:
 	return rc;
 }
 
+/* A handle reuses its own fetch of the branch this long, so "pull" (exists, then pull) fetches once. */
+#define FETCH_REUSE_SECONDS 5
+
+static int fetched_recently(const git_vault *gv)
+{
+	struct timespec now;
+
+	if (!gv->fetched || clock_gettime(CLOCK_MONOTONIC, &now) != 0)
+		return 0;
+	return now.tv_sec - gv->fetched_at.tv_sec < FETCH_REUSE_SECONDS;
+}
+
+static void mark_fetched(git_vault *gv)
+{
+	gv->fetched = clock_gettime(CLOCK_MONOTONIC, &gv->fetched_at) == 0;
+}
+
 /*
  * Fetches the branch tip into the cache: the commit and its trees, no
  * blobs, no history. A missing branch (an empty repository) is an empty
- * vault and leaves `tip` empty.
+ * vault and leaves `tip` empty. Without `refetch`, a fetch this handle made
+ * in the last FETCH_REUSE_SECONDS is used instead of a new one.
  */
-static int fetch_tip(git_vault *gv, char tip[OID_MAX])
+static int fetch_tip(git_vault *gv, char tip[OID_MAX], int refetch)
 {
 	char *spec = sm_asprintf("+refs/heads/%s:%s", gv->branch, gv->tip_ref);
 	char *verify = sm_asprintf("%s^{commit}", gv->tip_ref);
@@ -199,13 +217,18 @@ static int fetch_tip(git_vault *gv, char tip[OID_MAX])
 	const char *drop[] = { "update-ref", "-d", gv->tip_ref, NULL };
 	git_cmd cmd = { .args = fetch };
 	sm_buf err = SM_BUF_INIT(ERR_MAX), out = SM_BUF_INIT(4096);
-	int rc, status;
+	int rc, status, reuse;
 
 	tip[0] = '\0';
 	if (!spec || !verify) {
 		rc = SM_ENOMEM;
 		goto done;
 	}
+	reuse = !refetch && fetched_recently(gv);
+	if (reuse)
+		goto read_tip;
+fetch:
+	cmd.args = fetch;
 	rc = sm_git_run(gv, &cmd, NULL, &err, &status);
 	if (rc)
 		goto done;
@@ -213,13 +236,22 @@ static int fetch_tip(git_vault *gv, char tip[OID_MAX])
 		if (err.data && strstr(err.data, "couldn't find remote ref")) {
 			/* the branch does not exist (yet, or any more) */
 			rc = git_ok(gv, "forgetting the deleted branch", drop, NULL);
+			if (!rc)
+				mark_fetched(gv);
 			goto done;
 		}
 		rc = sm_git_fail(gv, "fetching the branch", err.data);
 		goto done;
 	}
+	mark_fetched(gv);
+read_tip:
 	cmd.args = rev;
 	rc = sm_git_run(gv, &cmd, &out, NULL, &status);
+	if (!rc && status != 0 && reuse) {
+		/* no branch, or another process rebuilt the cache since: ask the server */
+		reuse = 0;
+		goto fetch;
+	}
 	if (!rc && status != 0)
 		rc = sm_error_set(SM_ERROR, "fetching the branch '%s' of vault '%s' left no commit "
 				  "in the cache", gv->branch, gv->config->name);
@@ -280,14 +312,14 @@ static int list_tree(git_vault *gv, const char *treeish, tree_list *out)
 	return rc;
 }
 
-/* Fetches the tip and lists the root, bundles/ and metadata/ trees. */
-static int load_snapshot(git_vault *gv, snapshot *snap)
+/* Fetches the tip (see fetch_tip) and lists the root, bundles/ and metadata/ trees. */
+static int load_snapshot(git_vault *gv, snapshot *snap, int refetch)
 {
 	const tree_entry *sub;
 	int rc;
 
 	memset(snap, 0, sizeof(*snap));
-	rc = fetch_tip(gv, snap->tip);
+	rc = fetch_tip(gv, snap->tip, refetch);
 	if (rc || !snap->tip[0])
 		return rc;
 	rc = list_tree(gv, snap->tip, &snap->root);
@@ -603,6 +635,7 @@ static int with_cache(git_vault *gv, int (*body)(git_vault *gv, void *arg), void
 		sm_git_notify(gv, SM_LOG_WARN, "the cache of vault '%s' is damaged (%s); rebuilding it",
 			      gv->config->name, sm_error_message());
 		gv->damaged = 0;
+		gv->fetched = 0;
 		rc = create_cache(gv);
 		if (!rc)
 			rc = body(gv, arg);
@@ -625,7 +658,7 @@ static int list_body(git_vault *gv, void *arg)
 	list_args *args = arg;
 	sm_record_list all = { 0 };
 	snapshot snap;
-	int rc = load_snapshot(gv, &snap);
+	int rc = load_snapshot(gv, &snap, 0);
 
 	if (rc)
 		return rc;
@@ -668,7 +701,7 @@ static int record_body(git_vault *gv, void *arg)
 {
 	record_args *args = arg;
 	snapshot snap;
-	int rc = load_snapshot(gv, &snap);
+	int rc = load_snapshot(gv, &snap, 0);
 
 	if (rc)
 		return rc;
@@ -780,7 +813,7 @@ static int pull_body(git_vault *gv, void *arg)
 	/* a rebuilt cache runs this again: start the output over */
 	if (ftruncate(args->fd, 0) != 0 || lseek(args->fd, 0, SEEK_SET) != 0)
 		return sm_error_set_errno(SM_EIO, errno, "cannot rewind the output file");
-	rc = load_snapshot(gv, &snap);
+	rc = load_snapshot(gv, &snap, 0);
 	if (rc)
 		return rc;
 	rc = read_record(gv, &snap, args->id, &record);
@@ -1229,7 +1262,7 @@ static int push_body(git_vault *gv, void *arg)
 			backoff(attempt);
 		}
 		snapshot_release(&snap);
-		rc = load_snapshot(gv, &snap);
+		rc = load_snapshot(gv, &snap, attempt > 0);
 		if (rc)
 			break;
 		rc = check_existing(gv, &snap, record, sha_hex, bundle_oid, args->opts->force,
@@ -1283,7 +1316,7 @@ static int delete_body(git_vault *gv, void *arg)
 			backoff(attempt);
 		}
 		snapshot_release(&snap);
-		rc = load_snapshot(gv, &snap);
+		rc = load_snapshot(gv, &snap, attempt > 0);
 		if (rc)
 			break;
 		if (!tree_find(&snap.metadata, name)) {

@@ -46,6 +46,10 @@ typedef struct git_vault {
 	char *askpass_dir;        /* 0700 directory of the askpass file, or NULL */
 	char *askpass_file;
 	int damaged;              /* git reported a broken cache repository */
+
+	/* when this handle last fetched the branch (CLOCK_MONOTONIC), if it did */
+	struct timespec fetched_at;
+	int fetched;
 } git_vault;
 
 /* Sends one message through the callbacks. */
