@@ -392,14 +392,16 @@ static int read_blobs(git_vault *gv, const char *const *oids, size_t count, char
 	for (size_t i = 0; i < count; i++) {
 		const char *nl = p ? memchr(p, '\n', (size_t)(end - p)) : NULL;
 		unsigned long long size;
-		char type[16];
+		char header[160], type[16];
 
 		if (!nl) {
 			rc = sm_error_set(SM_ERROR, "git cat-file stopped early: %s",
 					  err.data && *err.data ? err.data : "no error output");
 			goto done;
 		}
-		if (sscanf(p, "%*s %15s %llu", type, &size) != 2) {
+		/* parse the header line alone, so a number on the next line is never read */
+		snprintf(header, sizeof(header), "%.*s", (int)(nl - p), p);
+		if (sscanf(header, "%*s %15s %llu", type, &size) != 2) {
 			p = nl + 1; /* "<oid> missing" */
 			continue;
 		}
