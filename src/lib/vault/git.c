@@ -341,6 +341,7 @@ static int prefetch_blobs(git_vault *gv, const char *const *oids, size_t count)
 	const char *head[] = { "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet",
 			       "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
 			       "--filter=blob:none", "origin" };
+	/* 32 ids per fetch keeps the argument vector within sm_git_start()'s 128 slots */
 	size_t nhead = sizeof(head) / sizeof(head[0]), batch = 32;
 	int rc = 0;
 

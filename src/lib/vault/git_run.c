@@ -252,7 +252,7 @@ void sm_git_end(git_vault *gv)
 	gv->env = NULL;
 }
 
-#define MAX_ARGS 64
+#define MAX_ARGS 128
 
 int sm_git_start(git_vault *gv, const git_cmd *cmd, sm_proc *proc)
 {
@@ -283,6 +283,9 @@ int sm_git_start(git_vault *gv, const git_cmd *cmd, sm_proc *proc)
 	/* stored credentials replace the user's helpers, which must not answer first */
 	argv[n++] = "-c";
 	argv[n++] = gv->askpass_file ? "credential.helper=" : "core.askPass=";
+	/* a private CA goes into ca_bundle; certificate checks stay on whatever ~/.gitconfig says */
+	argv[n++] = "-c";
+	argv[n++] = "http.sslVerify=true";
 	argv[n++] = "-c";
 	argv[n++] = "core.hooksPath=/dev/null";
 	argv[n++] = "-c";
