@@ -261,10 +261,10 @@ int sm_vault_info(sm_vault *vault, const char *bundle_id, sm_record **out);
 int sm_git_set_askpass(const char *program);
 
 /**
- * Answers git's "Username for 'URL': " or "Password for 'URL': " prompt on
- * standard output from the file named by SKILLMEAT_ASKPASS_FILE, which the
- * git connector writes for the duration of one operation. Answers only
- * for the vault's own scheme, host and port. Returns the exit status: 0
+ * Writes the reply to git's "Username for 'URL': " or "Password for
+ * 'URL': " prompt to standard output, read from the file named by
+ * SKILLMEAT_ASKPASS_FILE, which the git connector writes for the duration
+ * of one operation. Replies only for the vault's own scheme, host and port. Returns the exit status: 0
  * when it answered, else 1.
  */
 int sm_git_askpass_main(const char *prompt);
