@@ -250,6 +250,25 @@ int sm_vault_delete(sm_vault *vault, const char *bundle_id);
 /** Returns the record of one bundle. */
 int sm_vault_info(sm_vault *vault, const char *bundle_id, sm_record **out);
 
+/**
+ * Sets the program that the git connector gives git as GIT_ASKPASS to pass
+ * a stored user name and password: a program that, run with one argument
+ * (git's prompt), calls sm_git_askpass_main() and exits with its result.
+ * The skillmeat CLI names itself. `program` must be an absolute path; NULL
+ * clears it. Without it a git vault with a stored password fails with
+ * SM_EAUTH.
+ */
+int sm_git_set_askpass(const char *program);
+
+/**
+ * Writes the reply to git's "Username for 'URL': " or "Password for
+ * 'URL': " prompt to standard output, read from the file named by
+ * SKILLMEAT_ASKPASS_FILE, which the git connector writes for the duration
+ * of one operation. Replies only for the vault's own scheme, host and port. Returns the exit status: 0
+ * when it answered, else 1.
+ */
+int sm_git_askpass_main(const char *prompt);
+
 /** Returns a new string of the known types, comma-separated. */
 char *sm_vault_types(void);
 

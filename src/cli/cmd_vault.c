@@ -13,6 +13,7 @@
 #include "skillmeat/credentials.h"
 #include "util/util.h"
 #include "vault/http_vault_internal.h"
+#include "vault/git_internal.h"
 #include "vault/record.h"
 
 static int run_add(cli_context *ctx, int argc, char **argv);
@@ -31,9 +32,13 @@ enum { CMD_ADD, CMD_LIST, CMD_REMOVE, CMD_SET_DEFAULT, CMD_AUTH, CMD_PUSH, CMD_P
 static const cli_command commands[] = {
 	[CMD_ADD] = { "add", run_add, "configure a vault in $SKILLMEAT_HOME/sharing.toml",
 	  "vault add NAME TYPE LOCATION [--branch B] [--region R] [--prefix P]\n"
-	  "                 [--endpoint-url U] [--set-default] [--read-only]\n\n"
+	  "                 [--endpoint-url U] [--known-hosts F] [--allow-http]\n"
+	  "                 [--set-default] [--read-only]\n\n"
 	  "  TYPE local: LOCATION is a directory (created when missing)\n"
-	  "  TYPE git:   LOCATION is the repository URL; --branch B (default main)\n"
+	  "  TYPE git:   LOCATION is the repository URL (https://, ssh:// or\n"
+	  "              USER@HOST:PATH); --branch B (default main), --known-hosts F\n"
+	  "              (SSH host keys to trust instead of ~/.ssh/known_hosts),\n"
+	  "              --allow-http (permit an unencrypted http:// URL)\n"
 	  "  TYPE s3:    LOCATION is the bucket; --region, --prefix, --endpoint-url\n"
 	  "  TYPE http:  LOCATION is the https:// URL of a published vault (read-only);\n"
 	  "              --ca-bundle FILE (PEM) trusts a private CA, --allow-http permits http://\n"
@@ -90,6 +95,7 @@ typedef struct vault_args {
 	const char *prefix;
 	const char *endpoint_url;
 	const char *ca_bundle;
+	const char *known_hosts;
 	int allow_http;
 	char **positional;
 	int npositional;
@@ -117,6 +123,7 @@ static int parse_args(cli_context *ctx, int which, const char *allowed, int min_
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "endpoint-url", required_argument, NULL, 'e' },
 		{ "ca-bundle", required_argument, NULL, 'C' },
+		{ "known-hosts", required_argument, NULL, 'k' },
 		{ "allow-http", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -157,6 +164,7 @@ static int parse_args(cli_context *ctx, int which, const char *allowed, int min_
 		case 'p': args->prefix = optarg; break;
 		case 'e': args->endpoint_url = optarg; break;
 		case 'C': args->ca_bundle = optarg; break;
+		case 'k': args->known_hosts = optarg; break;
 		case 'H': args->allow_http = 1; break;
 		}
 	}
@@ -581,6 +589,9 @@ static int check_remote_args(cli_context *ctx, const char *name, const char *typ
 				       "git vault");
 	if (!git && args->branch)
 		return cli_usage_error(ctx, "--branch does not apply to an s3 vault");
+	if (!git && (args->known_hosts || args->allow_http))
+		return cli_usage_error(ctx, "--known-hosts and --allow-http do not apply to an s3 "
+				       "vault");
 	if (url_has_password(location) || (args->endpoint_url && url_has_password(args->endpoint_url)))
 		return cli_usage_error(ctx, "the URL of vault '%s' contains a password or token; give "
 				       "the URL without it and store the secret with 'skillmeat vault "
@@ -591,12 +602,16 @@ static int check_remote_args(cli_context *ctx, const char *name, const char *typ
 	if (!git && strchr(location, '/'))
 		return cli_usage_error(ctx, "invalid bucket '%s': give the bucket name alone and the "
 				       "path inside it with --prefix", location);
-	if ((args->branch && (!*args->branch || sm_has_control_chars(args->branch))) ||
+	if ((args->known_hosts && (!*args->known_hosts || sm_has_control_chars(args->known_hosts))) ||
+	    (args->branch && (!*args->branch || sm_has_control_chars(args->branch))) ||
 	    (args->region && sm_has_control_chars(args->region)) ||
 	    (args->prefix && sm_has_control_chars(args->prefix)) ||
 	    (args->endpoint_url && sm_has_control_chars(args->endpoint_url)))
 		return cli_usage_error(ctx, "invalid option value: values must be non-empty and "
 				       "without control characters");
+	/* the checks the git connector applies before it runs git */
+	if (git && sm_git_check_url(location, args->allow_http) != 0)
+		return cli_fail(ctx, sm_error_wrap(SM_EINVALID, "vault '%s'", name));
 	return EXIT_OK;
 }
 
@@ -690,7 +705,8 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 	struct stat st;
 	int exit_now = 0, code, rc;
 
-	code = parse_args(ctx, CMD_ADD, " branch region prefix endpoint-url ca-bundle allow-http set-default read-only ",
+	code = parse_args(ctx, CMD_ADD, " branch region prefix endpoint-url ca-bundle known-hosts "
+			  "allow-http set-default read-only ",
 			  3, 3, argc, argv, &args, &exit_now);
 	if (code || exit_now)
 		goto done;
@@ -702,14 +718,25 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 				       "starting with a letter or digit", name);
 		goto done;
 	}
-	if ((args.ca_bundle || args.allow_http) && strcmp(type, "http") != 0) {
-		code = cli_usage_error(ctx, "--ca-bundle and --allow-http apply only to an http vault");
+	if (args.ca_bundle && strcmp(type, "http") != 0) {
+		code = cli_usage_error(ctx, "--ca-bundle applies only to an http vault; set ca_bundle "
+				       "in sharing.toml for other types");
+		goto done;
+	}
+	if (args.allow_http && strcmp(type, "http") != 0 && strcmp(type, "git") != 0) {
+		code = cli_usage_error(ctx, "--allow-http applies only to git and http vaults");
+		goto done;
+	}
+	if (args.known_hosts && strcmp(type, "git") != 0) {
+		code = cli_usage_error(ctx, "--known-hosts applies only to a git vault");
 		goto done;
 	}
 	if (strcmp(type, "local") == 0) {
-		if (args.branch || args.region || args.prefix || args.endpoint_url) {
-			code = cli_usage_error(ctx, "--branch, --region, --prefix and --endpoint-url do "
-					       "not apply to a local vault");
+		if (args.branch || args.region || args.prefix || args.endpoint_url ||
+		    args.known_hosts || args.allow_http) {
+			code = cli_usage_error(ctx, "--branch, --region, --prefix, --endpoint-url, "
+					       "--known-hosts and --allow-http do not apply to a local "
+					       "vault");
 			goto done;
 		}
 		if (!*location || sm_has_control_chars(location)) {
@@ -750,6 +777,15 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 		if (strcmp(type, "git") == 0) {
 			add_setting(settings, &nsettings, "url", location);
 			add_setting(settings, &nsettings, "branch", args.branch ? args.branch : "main");
+			if (args.known_hosts && !realpath(args.known_hosts, resolved)) {
+				code = cli_fail(ctx, sm_error_set_errno(errno == ENOENT ? SM_ENOTFOUND : SM_EIO,
+						errno, "cannot use known_hosts file '%s'", args.known_hosts));
+				goto done;
+			}
+			if (args.known_hosts)
+				add_setting(settings, &nsettings, "known_hosts", resolved);
+			if (args.allow_http)
+				add_setting(settings, &nsettings, "allow_http", "true");
 		} else {
 			add_setting(settings, &nsettings, "bucket", location);
 			add_setting(settings, &nsettings, "region", args.region);
@@ -780,10 +816,8 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 		add_setting(settings, &nsettings, "location", location);
 	} else {
 		types = sm_vault_types();
-		/* git is accepted here even before its connector is built in */
-		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s%s", type,
-				       types ? types : "local",
-				       types && strstr(types, "git") ? "" : ", git");
+		code = cli_usage_error(ctx, "unknown vault type '%s'; known types: %s", type,
+				       types ? types : "local");
 		goto done;
 	}
 	if (args.read_only)

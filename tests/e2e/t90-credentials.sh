@@ -72,8 +72,10 @@ sm vault add s2 s3 bkt --branch main
 expect_err "s3 with --branch exits 2" 2 "does not apply to an s3 vault"
 sm vault add s2 s3 bkt/path
 expect_err "s3 bucket with a slash exits 2" 2 "--prefix"
-sm vault ls --vault team
-expect_err "opening a git vault names the known types" 9 "known types: local"
+printf '\n[vault.oddtype]\ntype = "ftp"\npath = "/x"\n' >>"$TOML"
+sm vault ls --vault oddtype
+expect_err "opening a vault of an unknown type names the known types" 9 \
+  "known types: local, s3, http, git"
 
 # --- argument checks of vault auth ---
 
@@ -430,8 +432,8 @@ SECRETS+=("$LEAK_PW" "$LEAK_PP")
 n=0
 sweep() { n=$((n + 1)); "$@" >"$SWEEP/$n.out" 2>"$SWEEP/$n.err" </dev/null; }
 sweep_in() { n=$((n + 1)); local input=$1; shift; printf '%s\n' "$input" | "$@" >"$SWEEP/$n.out" 2>"$SWEEP/$n.err"; }
-sweep "$SM" vault add lk git "https://u:$LEAK_PW@git.example.invalid/r.git" -v
-sweep "$SM" vault add lk git https://git.example.invalid/r.git -v
+sweep "$SM" vault add lk git "https://u:$LEAK_PW@127.0.0.1:1/r.git" -v
+sweep "$SM" vault add lk git https://127.0.0.1:1/r.git -v
 sweep "$SM" vault add lk3 s3 bkt --endpoint-url "http://k:$LEAK_PW@127.0.0.1:1" -v
 sweep "$SM" vault auth lk --username u --password "$LEAK_PW" -v
 sweep "$SM" vault auth lk --username u "--password=$LEAK_PW" -v

@@ -16,4 +16,12 @@ int sm_vault_s3_new(sm_vault **out, const sm_vault_config *config,
 int sm_vault_http_new(sm_vault **out, const sm_vault_config *config,
 		      const sm_callbacks *callbacks);
 
+/*
+ * The git vault: settings "url", "branch" (default main), "known_hosts",
+ * "accept_new_host_keys", "ca_bundle", "allow_http", "commit_author",
+ * "commit_email".
+ */
+int sm_vault_git_new(sm_vault **out, const sm_vault_config *config,
+		     const sm_callbacks *callbacks);
+
 #endif

@@ -32,6 +32,7 @@ static const registration builtins[] = {
 	{ "local", sm_vault_local_new },
 	{ "s3", sm_vault_s3_new },
 	{ "http", sm_vault_http_new },
+	{ "git", sm_vault_git_new },
 };
 
 static registration registered[MAX_REGISTERED];

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# End-to-end tests of the URL checks of a git vault. Transports that run
+# commands or read local files, option-like hosts, users and paths, plain
+# http without allow_http, and passwords in the URL are rejected with exit
+# code 9 before git runs. They leave no marker file and no cache behind.
+# The URLs reach the connector both through `vault add` and through a
+# sharing.toml written by hand.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+. "$SRC/tests/tools/git_e2e.sh"
+
+PWNED="$TMP/pwned"
+LOCAL_REPO="$TMP/local.git"
+git init -q --bare -b main "$LOCAL_REPO"
+
+# A git first in PATH that records each run, in case the connector looks
+# git up in PATH; the marker files catch a git found elsewhere.
+mkdir -p "$TMP/bin"
+cat >"$TMP/bin/git" <<EOF
+#!/bin/sh
+echo "\$*" >>"$TMP/git-ran"
+exec /usr/bin/git "\$@"
+EOF
+chmod +x "$TMP/bin/git"
+export PATH="$TMP/bin:$PATH"
+
+make_bundle alpha 1.0 "$TMP/alpha.skillmeat-pack"
+
+BAD_URLS=(
+  "ext::sh -c touch% $PWNED"
+  "ext::sh -c touch $PWNED"
+  "ssh://-oProxyCommand=touch%20$PWNED/repo.git"
+  "ssh://-oProxyCommand=touch $PWNED/repo.git"
+  "-oProxyCommand=touch $PWNED:repo.git"
+  "ssh://-user@127.0.0.1/repo.git"
+  "--upload-pack=touch $PWNED"
+  "ssh://127.0.0.1/-repo.git"
+  "127.0.0.1:-repo.git"
+  "file://$LOCAL_REPO"
+  "FILE://$LOCAL_REPO"
+  "$LOCAL_REPO"
+  "./local.git"
+  "fd::3"
+  "fd::3,4"
+  "git://127.0.0.1/repo.git"
+  "ftp://127.0.0.1/repo.git"
+  "custom::https://localhost/repo.git"
+  "http://127.0.0.1:9/repo.git"
+  "https://vault:secret@localhost/repo.git"
+  "https://vault:@localhost/repo.git"
+  "https://localhost/repo.git with space"
+  "https://localhost/re	po.git"
+)
+
+# hand_vault NAME URL: writes a git vault with URL into sharing.toml by hand.
+hand_vault() {
+  printf '[vault.%s]\ntype = "git"\nurl = %s\nbranch = "main"\n\n' "$1" "$(toml_str "$2")" >>"$TOML"
+}
+
+mkdir -p "$SKILLMEAT_HOME" "$TMP/dl"
+: >"$TOML"
+i=0
+for url in "${BAD_URLS[@]}"; do
+  i=$((i + 1))
+  name="bad$i"
+  shown=$(printf '%s' "$url" | tr '\t' ' ')
+
+  cp "$TOML" "$TMP/toml.before"
+  sm vault add "$name" git "$url"
+  if [ "$CODE" -eq 9 ] || [ "$CODE" -eq 2 ]; then ok "add rejects '$shown'"; else
+    not_ok "add rejects '$shown'" "exit code $CODE, expected 9 (or 2 for a usage error)"; fi
+  check "add of '$shown' gives one error line" test "$(grep -c 'error:' "$ERR")" -eq 1
+  check "add of '$shown' leaves sharing.toml" cmp -s "$TMP/toml.before" "$TOML"
+  [ "$CODE" -eq 0 ] && cp "$TMP/toml.before" "$TOML"
+
+  hand_vault "$name" "$url"
+  for cmd in "ls" "info alpha-v1.0" "pull alpha-v1.0 --output $TMP/dl" "push $TMP/alpha.skillmeat-pack" \
+    "delete alpha-v1.0"; do
+    # shellcheck disable=SC2086
+    sm vault $cmd --vault "$name"
+    expect_err "${cmd%% *} on '$shown' exits 9" 9 "URL"
+    cat "$ERR" >>"$TMP/errors"
+  done
+  check "'$shown' ran no command" test ! -e "$PWNED"
+  check "'$shown' ran no git" test ! -e "$TMP/git-ran"
+  no_cache "'$shown' made no cache"
+done
+check "no pull wrote a file" test -z "$(ls -A "$TMP/dl")"
+check "the local repository has no branch" test -z "$(refs "$LOCAL_REPO")"
+check "no error shows the password" test "$(grep -c ':secret@' "$TMP/errors")" -eq 0
+
+# http is allowed only with allow_http = true; then git does run and the
+# connection fails, because nothing listens on the port
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+hand_vault plain "http://127.0.0.1:$PORT/repo.git"
+sm vault ls --vault plain
+expect_err "http without allow_http exits 9" 9 "allow_http"
+vault_set plain allow_http true
+sm vault ls --vault plain
+expect_err "http with allow_http reaches the network" 8 "127.0.0.1"
+
+finish
