@@ -10,6 +10,10 @@ SRC=${SKILLMEAT_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 BUILD=${SKILLMEAT_BUILD_DIR:-$SRC/build}
 SM=${SKILLMEAT:-$BUILD/skillmeat}
 SHARED=${SKILLMEAT_SHARED_DIR:-$SRC/../shared}
+# Programs that scripts build themselves must match a sanitizer build.
+if grep -q '^SKILLMEAT_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null; then
+  export SKILLMEAT_SANITIZE=1
+fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/skillmeat-e2e.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
