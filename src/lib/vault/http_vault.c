@@ -162,6 +162,8 @@ static int http_get_run(http_vault *hv, http_get *get)
 			req.response = get->body;
 		} else {
 			req.response_fd = get->fd;
+			req.response_max = get->total ? get->total
+						    : SM_HTTP_VAULT_PULL_UNSIZED_MAX;
 			req.resume = 1;
 			req.response_sha = get->sha;
 			req.progress = get_progress;
@@ -508,16 +510,16 @@ static int http_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 		goto done;
 	}
 
-	/*
-	 * NOTE: net/http.c has no size cap for a body written to a file, so a
-	 * hostile server can send more than size_bytes. The size check below
-	 * then fails only after the whole transfer.
-	 */
+	/* get.total also caps the download, so a server cannot send more than size_bytes */
 	get.relative = relative;
 	get.fd = fd;
 	get.sha = sha;
 	get.total = record->size_bytes;
-	if ((rc = http_get_run(hv, &get)) != 0)
+	rc = http_get_run(hv, &get);
+	if (rc == SM_EINTEGRITY)
+		rc = sm_error_wrap(rc, "bundle '%s' in vault '%s' is corrupt: the server sent more "
+				   "bytes than its metadata says", bundle_id, hv->config->name);
+	if (rc)
 		goto done;
 	if (get.status == 404) {
 		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' has metadata but its data "
