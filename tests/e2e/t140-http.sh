@@ -315,8 +315,19 @@ check "tampered bundle writes nothing" test -z "$(ls -A "$TMP/tamper-out" 2>/dev
 cp "$TMP/gamma.orig" "$PUB_BUNDLE"
 printf 'extra' >>"$PUB_BUNDLE"
 sm vault pull gamma-v0.1 --vault pub --output "$TMP/tamper-out" --no-progress
-expect_err "longer bundle exits 7" 7 "the server sent $(($(stat -c %s "$TMP/gamma.orig") + 5)) bytes"
+expect_err "longer bundle exits 7" 7 "larger than the expected $(stat -c %s "$TMP/gamma.orig") bytes"
 check "longer bundle writes nothing" test -z "$(ls -A "$TMP/tamper-out" 2>/dev/null)"
+# 256 MiB more than the record: the download must stop at the recorded size
+cp "$TMP/gamma.orig" "$PUB_BUNDLE"
+truncate -s +256M "$PUB_BUNDLE"
+: >"$ACCESS_LOG"
+sm vault pull gamma-v0.1 --vault pub --output "$TMP/tamper-out" --no-progress
+expect_err "much longer bundle exits 7" 7 "is corrupt: the server sent more bytes than its metadata says"
+check "much longer bundle writes nothing" test -z "$(ls -A "$TMP/tamper-out" 2>/dev/null)"
+sent=$(grep -F '"GET /public/bundles/gamma-v0.1.skillmeat-pack HTTP' "$ACCESS_LOG" |
+  sed -E 's/.*HTTP\/[0-9.]+" [0-9]+ ([0-9]+).*/\1/' | sort -n | tail -1)
+check "much longer bundle download stopped early (${sent:-?} bytes sent)" \
+  test "${sent:-999999999}" -lt $((64 * 1024 * 1024))
 cp "$TMP/gamma.orig" "$PUB_BUNDLE"
 
 sed -i 's/"sha256": "[0-9a-f]*"/"sha256": "0000000000000000000000000000000000000000000000000000000000000000"/' "$PUB_META"
