@@ -181,6 +181,13 @@ static void urls_virtual_hosted(void **state)
 	assert_int_equal(sm_s3_settings_set_region(&s, "us-west-2"), 0);
 	assert_string_equal(s.host, "team-bundles.s3.us-west-2.amazonaws.com");
 	assert_int_equal(sm_s3_settings_set_region(&s, "bad/region"), SM_EINVALID);
+	assert_non_null(strstr(sm_error_message(), "'bad/region'"));
+	/* a region with an escape sequence from a hostile server is not echoed */
+	assert_int_equal(sm_s3_settings_set_region(&s, "eu\x1b]0;owned\x07"), SM_EINVALID);
+	assert_null(strchr(sm_error_message(), '\x1b'));
+	assert_null(strstr(sm_error_message(), "owned"));
+	assert_string_equal(s.region, "us-west-2");
+	assert_string_equal(s.host, "team-bundles.s3.us-west-2.amazonaws.com");
 	sm_s3_settings_release(&s);
 
 	/* virtual on a custom endpoint puts the bucket before its host; the default port goes */

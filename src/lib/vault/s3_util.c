@@ -333,8 +333,12 @@ int sm_s3_settings_set_region(sm_s3_settings *s, const char *region)
 {
 	char *copy;
 
+	/* the text comes from the server: quote it only when it is short and printable */
 	if (!region_valid(region))
-		return sm_error_set(SM_EINVALID, "invalid region '%s' named by the server", region);
+		return strlen(region) <= 64 && !sm_has_control_chars(region)
+			? sm_error_set(SM_EINVALID, "invalid region '%s' named by the server", region)
+			: sm_error_set(SM_EINVALID, "invalid region named by the server (too long or "
+				       "with control characters)");
 	copy = sm_strdup(region);
 	if (!copy)
 		return SM_ENOMEM;
