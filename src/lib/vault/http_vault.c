@@ -130,6 +130,7 @@ static int http_get_run(http_vault *hv, http_get *get)
 	sm_http_request req;
 	char *url = sm_http_vault_join(hv->url.base, get->relative), *next = NULL;
 	char *condition = NULL, location[2048];
+	EVP_MD_CTX *sha_start = NULL;  /* get->sha before the first byte, for each redirect */
 	int rc = 0, hops = 0, ready = 0;
 
 	get->status = 0;
@@ -138,6 +139,11 @@ static int http_get_run(http_vault *hv, http_get *get)
 	get->auth_dropped = 0;
 	if (!url)
 		return SM_ENOMEM;
+	if (get->sha && (!(sha_start = EVP_MD_CTX_new()) ||
+			 !EVP_MD_CTX_copy_ex(sha_start, get->sha))) {
+		rc = sm_error_set(SM_ENOMEM, "cannot copy a digest");
+		goto done;
+	}
 	if (get->if_none_match) {
 		condition = sm_asprintf("If-None-Match: %s", get->if_none_match);
 		if (!condition) {
@@ -203,6 +209,15 @@ static int http_get_run(http_vault *hv, http_get *get)
 		next = NULL;
 		sm_http_request_release(&req);
 		ready = 0;
+
+		/*
+		 * The new URL is read from its first byte, but a download cut before
+		 * the redirect has already fed its bytes to the digest.
+		 */
+		if (sha_start && !EVP_MD_CTX_copy_ex(get->sha, sha_start)) {
+			rc = sm_error_set(SM_ENOMEM, "cannot copy a digest");
+			goto done;
+		}
 	}
 
 	get->status = req.status;
@@ -213,6 +228,7 @@ static int http_get_run(http_vault *hv, http_get *get)
 done:
 	if (ready)
 		sm_http_request_release(&req);
+	EVP_MD_CTX_free(sha_start);
 	free(condition);
 	free(next);
 	free(url);
