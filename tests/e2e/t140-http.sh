@@ -338,6 +338,15 @@ cp "$TMP/gamma-meta.orig" "$PUB_META"
 sed -i 's/"bundle_id": "gamma-v0.1"/"bundle_id": "alpha-tools-v1.0"/' "$PUB_META"
 sm vault info gamma-v0.1 --vault pub
 expect_err "metadata naming another bundle exits 7" 7 "names bundle 'alpha-tools-v1.0', not 'gamma-v0.1'"
+python3 - "$PUB_META" <<'PY'
+import sys
+p = sys.argv[1]
+text = open(p).read().rstrip()
+open(p, "w").write(text[:-1] + " " * (2 * 1024 * 1024) + "}")
+PY
+sm vault info gamma-v0.1 --vault pub
+expect_err "metadata over 1 MiB exits 7" 7 "of vault 'pub' is larger than 1048576 bytes"
+cp "$TMP/gamma-meta.orig" "$PUB_META"
 printf '{"bundle_id": ' >"$PUB_META"
 sm vault pull gamma-v0.1 --vault pub --output "$TMP/tamper-out" --no-progress
 expect_err "truncated metadata exits 7" 7 "metadata of bundle 'gamma-v0.1' in vault 'pub' is invalid"

@@ -179,6 +179,12 @@ static int http_get_run(http_vault *hv, http_get *get)
 		shown_url(url, get->shown, sizeof(get->shown));
 
 		rc = sm_http_perform(hv->http, &req);
+		if (rc == SM_EINVALID && get->body && strstr(req.error, "response body larger than")) {
+			rc = sm_error_set(SM_EINTEGRITY, "'%s' of vault '%s' is larger than %zu bytes; "
+					  "the server sends a damaged or hostile file", get->shown,
+					  hv->config->name, get->body->max);
+			goto done;
+		}
 		if (rc) {
 			rc = transport_error(hv, rc, &req);
 			goto done;
