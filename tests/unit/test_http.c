@@ -2,8 +2,9 @@
  * Unit tests of the HTTP client against a scripted server on 127.0.0.1 in
  * a thread. They cover bodies from a file range, responses written to a
  * file at an offset with SHA-256, retries with Retry-After, and a cut
- * download resumed with Range. They also check the size cap of memory
- * responses and the plain-http switch.
+ * download resumed with Range. They also check the size caps of memory
+ * and file responses, a resumed download that the server sends whole or
+ * from the wrong offset, and the plain-http switch.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
