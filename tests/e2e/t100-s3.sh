@@ -413,4 +413,16 @@ expect "delete under special prefix exits 0" 0
 check "delete under special prefix removes both objects" test -z "$(s3_keys "${P}bundles/")$(s3_keys "${P}metadata/")"
 check "special prefix did not touch other prefixes" test "$(ls_ids)" = "alpha-tools-v1.0 gamma-v0.1"
 
+# libcurl drops '..' components from a URL, so such a prefix would leave the bucket
+state=$(s3_state)
+for bad in '../other' 'team/../../other' 'team/./x'; do
+  "$SM" vault remove dots >/dev/null 2>&1
+  "$SM" vault add dots s3 vault --endpoint-url "$S3_ENDPOINT" --prefix "$bad" >/dev/null 2>&1
+  sm vault push "$B/delta.skillmeat-pack" --vault dots --no-progress
+  expect_err "push with prefix '$bad' exits 9" 9 "invalid prefix '$bad'"
+  sm vault ls --vault dots
+  expect_err "ls with prefix '$bad' exits 9" 9 "no '.' or '..' component"
+done
+unchanged "prefixes with dot components write nothing" "$state"
+
 finish

@@ -2,7 +2,9 @@
 # S3 pushes and pulls through tests/tools/s3faultproxy.py while it resets
 # connections, stalls, responds with 503 (with and without Retry-After) and cuts
 # responses: every command still succeeds, nothing corrupt is listed, a cut
-# download resumes with a Range request and Retry-After is honoured.
+# download resumes with a Range request and Retry-After is honoured. A
+# store that sends more bytes than a record says, or listing pages in a
+# cycle, makes the command fail without writing anything.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$SRC/tests/servers/servers.sh"
 source "$SRC/tests/e2e/s3lib.sh"
@@ -134,6 +136,30 @@ expect "pull with a long stall exits 0" 0
 check "pull with a long stall is byte-identical" cmp -s "$TMP/b/f-4.skillmeat-pack" "$TMP/stall-long/f-4-v1.0.skillmeat-pack"
 check "the first metadata GET stalled" test "$(faults_seen "$from" stall)" -ge 1
 check "the client timed out before the proxy reset (${elapsed} s < 60 s)" test "$elapsed" -lt 60
+
+# --- a hostile store: a body larger than its record, a listing in a cycle ---
+
+proxy_control '{"faults": "grow", "share": 1, "methods": "GET", "match": "/bundles/"}'
+from=$(proxy_lines)
+sm vault pull f-5-v1.0 --output "$TMP/grown" --no-progress
+expect_err "pull of a body larger than its record exits 7" 7 "larger than its metadata says"
+check "pull of a grown body wrote nothing" test -z "$(ls -A "$TMP/grown" 2>/dev/null)"
+check "the store sent a grown body" test "$(faults_seen "$from" grow)" -ge 1
+
+proxy_control '{"faults": "list-loop", "share": 1, "methods": "GET", "match": "list-type=2"}'
+from=$(proxy_lines)
+sm vault ls --json
+expect_err "ls of a listing that repeats its token exits 9" 9 "repeats a continuation token"
+pages=$(faults_seen "$from" list-loop)
+check "ls stops after the repeated token ($pages pages)" test "$pages" -eq 2
+
+# without an index every listed id is fetched, so a repeated key would be fetched twice
+awsc s3 rm --only-show-errors "s3://vault/flaky/index.json"
+proxy_control '{"faults": "list-dup", "share": 1, "methods": "GET", "match": "list-type=2"}'
+from=$(proxy_lines)
+check "ls of a listing with every key twice lists each bundle once" test "$(ls_ids)" = "$ALL"
+check "the store listed every key twice" test "$(faults_seen "$from" list-dup)" -ge 1
+proxy_control '{"faults": "", "share": 0, "methods": "", "match": ""}'
 
 # --- pushes fail cleanly when every request fails ---
 

@@ -315,8 +315,19 @@ check "tampered bundle writes nothing" test -z "$(ls -A "$TMP/tamper-out" 2>/dev
 cp "$TMP/gamma.orig" "$PUB_BUNDLE"
 printf 'extra' >>"$PUB_BUNDLE"
 sm vault pull gamma-v0.1 --vault pub --output "$TMP/tamper-out" --no-progress
-expect_err "longer bundle exits 7" 7 "the server sent $(($(stat -c %s "$TMP/gamma.orig") + 5)) bytes"
+expect_err "longer bundle exits 7" 7 "larger than the expected $(stat -c %s "$TMP/gamma.orig") bytes"
 check "longer bundle writes nothing" test -z "$(ls -A "$TMP/tamper-out" 2>/dev/null)"
+# 256 MiB more than the record: the download must stop at the recorded size
+cp "$TMP/gamma.orig" "$PUB_BUNDLE"
+truncate -s +256M "$PUB_BUNDLE"
+: >"$ACCESS_LOG"
+sm vault pull gamma-v0.1 --vault pub --output "$TMP/tamper-out" --no-progress
+expect_err "much longer bundle exits 7" 7 "is corrupt: the server sent more bytes than its metadata says"
+check "much longer bundle writes nothing" test -z "$(ls -A "$TMP/tamper-out" 2>/dev/null)"
+sent=$(grep -F '"GET /public/bundles/gamma-v0.1.skillmeat-pack HTTP' "$ACCESS_LOG" |
+  sed -E 's/.*HTTP\/[0-9.]+" [0-9]+ ([0-9]+).*/\1/' | sort -n | tail -1)
+check "much longer bundle download stopped early (${sent:-?} bytes sent)" \
+  test "${sent:-999999999}" -lt $((64 * 1024 * 1024))
 cp "$TMP/gamma.orig" "$PUB_BUNDLE"
 
 sed -i 's/"sha256": "[0-9a-f]*"/"sha256": "0000000000000000000000000000000000000000000000000000000000000000"/' "$PUB_META"
@@ -327,6 +338,15 @@ cp "$TMP/gamma-meta.orig" "$PUB_META"
 sed -i 's/"bundle_id": "gamma-v0.1"/"bundle_id": "alpha-tools-v1.0"/' "$PUB_META"
 sm vault info gamma-v0.1 --vault pub
 expect_err "metadata naming another bundle exits 7" 7 "names bundle 'alpha-tools-v1.0', not 'gamma-v0.1'"
+python3 - "$PUB_META" <<'PY'
+import sys
+p = sys.argv[1]
+text = open(p).read().rstrip()
+open(p, "w").write(text[:-1] + " " * (2 * 1024 * 1024) + "}")
+PY
+sm vault info gamma-v0.1 --vault pub
+expect_err "metadata over 1 MiB exits 7" 7 "of vault 'pub' is larger than 1048576 bytes"
+cp "$TMP/gamma-meta.orig" "$PUB_META"
 printf '{"bundle_id": ' >"$PUB_META"
 sm vault pull gamma-v0.1 --vault pub --output "$TMP/tamper-out" --no-progress
 expect_err "truncated metadata exits 7" 7 "metadata of bundle 'gamma-v0.1' in vault 'pub' is invalid"
@@ -370,6 +390,57 @@ sm vault ls --vault pub
 expect_err "missing index.json exits 3" 3 "has no index.json"
 cp "$TMP/index.orig" "$PUB_INDEX"
 ids_are "restored index lists again" "alpha-tools-v1.0 big-v1.0 gamma-v0.1" --vault pub
+
+# --- a download cut, then redirected ---
+
+# A server on 127.0.0.1 cuts the first download of big-v1.0 after 1 MiB and
+# answers the resumed request with a redirect to the whole file. The bytes
+# of the cut attempt must not count towards the digest of the new one.
+REDIR_PORT=$(free_port)
+cat >"$TMP/cut_redirect.py" <<'PY'
+import http.server, os, sys
+root, port = sys.argv[1], int(sys.argv[2])
+state = {"cut": False}
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, fmt, *args):
+        sys.stderr.write(self.command + " " + self.path + " " + (self.headers.get("Range") or "-") + "\n")
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path == "/cut/bundles/big-v1.0.skillmeat-pack" and self.headers.get("Range"):
+            self.send_response(302)
+            self.send_header("Location", "/cut-target/bundles/big-v1.0.skillmeat-pack")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        rel = path.split("/", 2)[2] if path.count("/") >= 2 else ""
+        file = os.path.join(root, rel)
+        if ".." in rel or not os.path.isfile(file):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = open(file, "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if path.startswith("/cut/bundles/") and not state["cut"]:
+            state["cut"] = True
+            self.wfile.write(data[:1024 * 1024])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+PY
+_spawn "$TMP/cut_redirect.log" python3 "$TMP/cut_redirect.py" "$HTTPS_PUBLIC" "$REDIR_PORT"
+wait_port "$REDIR_PORT"
+sm vault add cutredir http "http://127.0.0.1:$REDIR_PORT/cut" --allow-http
+sm vault pull big-v1.0 --vault cutredir --output "$TMP/cutredir-out" --no-progress
+expect "pull cut, then redirected exits 0" 0
+check "pull cut, then redirected is byte-identical" \
+  cmp -s "$B/big.skillmeat-pack" "$TMP/cutredir-out/big-v1.0.skillmeat-pack"
+check "the server redirected the resumed request" \
+  grep -q '^GET /cut/bundles/big-v1.0.skillmeat-pack bytes=1048576-' "$TMP/cut_redirect.log"
 
 # --- bad settings ---
 

@@ -14,6 +14,13 @@ can count requests and body bytes and damage whole requests:
   cut         forward the request, then send the client only half of the
               response (half the body, or half the head when there is no body)
               and reset; the server has carried the request out
+  grow        forward the request, then send the response with GROW_BYTES
+              more body bytes than the server sent (Content-Length raised to
+              match), as a hostile store would
+  list-loop   respond to the request with a truncated ListObjectsV2 page whose
+              NextContinuationToken is always "loop", as a broken store would
+  list-dup    forward the request, then send the response body with every
+              <Contents> element of a listing twice
 
 Requests that pass the --methods and --match filters are numbered 1, 2, ...
 over all connections (from 1 again whenever the control file changes). With
@@ -42,6 +49,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import socket
 import struct
@@ -49,7 +57,9 @@ import sys
 import threading
 import time
 
-FAULT_KINDS = ("reset", "stall", "503", "503-retry", "cut")
+FAULT_KINDS = ("reset", "stall", "503", "503-retry", "cut", "grow", "list-loop",
+               "list-dup")
+GROW_BYTES = 1024 * 1024
 CHUNK = 65536
 MAX_HEAD = 65536
 
@@ -326,6 +336,10 @@ def copy_body(reader, framing, length, send, limit=None, rate=0):
 SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
             b"<Message>Please reduce your request rate.</Message></Error>")
 
+LIST_LOOP = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult><IsTruncated>true'
+             b"</IsTruncated><KeyCount>0</KeyCount><NextContinuationToken>loop"
+             b"</NextContinuationToken></ListBucketResult>")
+
 
 class Connection(threading.Thread):
     def __init__(self, number, client, upstream, settings, log):
@@ -420,6 +434,14 @@ class Connection(threading.Thread):
             record["status"] = 503
             record["down"] = len(SLOWDOWN)
             return keep
+        if fault == "list-loop":
+            record["up"] = copy_body(reader, framing, length, None)
+            client.sendall(build_head("HTTP/1.1 200 OK",
+                                      [("Content-Type", "application/xml"),
+                                       ("Content-Length", str(len(LIST_LOOP)))]) + LIST_LOOP)
+            record["status"] = 200
+            record["down"] = len(LIST_LOOP)
+            return True
 
         # forward the request; the proxy sends 100 Continue to the client itself
         self.connect_upstream()
@@ -457,6 +479,30 @@ class Connection(threading.Thread):
             reset(client)
             self.client = None
             return False
+
+        if fault == "grow" and rframing == "length":
+            grown = [(k, str(rlength + GROW_BYTES) if k.lower() == "content-length" else v)
+                     for k, v in rheaders]
+            client.sendall(build_head(rstart, grown))
+            record["down"] = copy_body(self.server_reader, rframing, rlength, client.sendall)
+            try:
+                for _ in range(GROW_BYTES // CHUNK):
+                    client.sendall(b"\0" * CHUNK)
+                    record["down"] += CHUNK
+            except OSError:
+                # the client hung up once it had enough
+                return False
+            return not closes
+
+        if fault == "list-dup" and rframing == "length":
+            parts = []
+            copy_body(self.server_reader, rframing, rlength, parts.append)
+            body = re.sub(rb"(<Contents>.*?</Contents>)", rb"\1\1", b"".join(parts), flags=re.S)
+            grown = [(k, str(len(body)) if k.lower() == "content-length" else v)
+                     for k, v in rheaders]
+            client.sendall(build_head(rstart, grown) + body)
+            record["down"] = len(body)
+            return not closes
 
         client.sendall(rhead)
         record["down"] = copy_body(self.server_reader, rframing, rlength, client.sendall)

@@ -2,8 +2,9 @@
  * Unit tests of the HTTP client against a scripted server on 127.0.0.1 in
  * a thread. They cover bodies from a file range, responses written to a
  * file at an offset with SHA-256, retries with Retry-After, and a cut
- * download resumed with Range. They also check the size cap of memory
- * responses and the plain-http switch.
+ * download resumed with Range. They also check the size caps of memory
+ * and file responses, a resumed download that the server sends whole or
+ * from the wrong offset, and the plain-http switch.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -320,6 +322,144 @@ static void memory_response_capped(void **state)
 	free(url);
 }
 
+static void file_response_capped(void **state)
+{
+	server srv = { .responses = { "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n01234567890123456789" },
+		       .nresponses = 1 };
+	sm_http_client *client = client_new(1);
+	sm_http_request req;
+	struct stat st;
+	char *url;
+	int fd = temp_file(NULL);
+
+	server_start(&srv);
+	url = url_of(&srv, "/big");
+	sm_http_request_init(&req);
+	req.method = "GET";
+	req.url = url;
+	req.response_fd = fd;
+	req.response_max = 8;
+	assert_int_equal(sm_http_perform(client, &req), SM_EINTEGRITY);
+	server_stop(&srv);
+	assert_non_null(strstr(sm_error_message(), "larger than the expected 8 bytes"));
+	assert_int_equal(req.attempts, 1);
+	assert_true(req.written <= 8);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(st.st_size <= 8);
+	sm_http_request_release(&req);
+	sm_http_client_free(client);
+	free(url);
+	close(fd);
+}
+
+static void resume_capped_across_attempts(void **state)
+{
+	/* 4 bytes before the cut, then 8 more from a server that ignores the cap of 10 */
+	server srv = { .responses = {
+			       "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 10\r\n\r\n0123",
+			       "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 4-11/12\r\n"
+			       "Content-Length: 8\r\n\r\n456789ab" },
+		       .nresponses = 2 };
+	sm_http_client *client = client_new(1);
+	sm_http_request req;
+	struct stat st;
+	char *url;
+	int fd = temp_file(NULL);
+
+	server_start(&srv);
+	url = url_of(&srv, "/grows");
+	sm_http_request_init(&req);
+	req.method = "GET";
+	req.url = url;
+	req.response_fd = fd;
+	req.response_max = 10;
+	req.resume = 1;
+	assert_int_equal(sm_http_perform(client, &req), SM_EINTEGRITY);
+	server_stop(&srv);
+	assert_int_equal(req.attempts, 2);
+	assert_int_equal(req.written, 4);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, 4);
+	sm_http_request_release(&req);
+	sm_http_client_free(client);
+	free(url);
+	close(fd);
+}
+
+static void resume_restarts_on_full_body(void **state)
+{
+	/* the server ignores the Range request and sends the whole body again */
+	server srv = { .responses = {
+			       "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 10\r\n\r\nabcd",
+			       "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 10\r\n\r\n0123456789" },
+		       .nresponses = 2 };
+	sm_http_client *client = client_new(1);
+	EVP_MD_CTX *sha = EVP_MD_CTX_new();
+	unsigned char digest[32], expected[32];
+	unsigned int len = 32;
+	sm_http_request req;
+	char *url, content[16] = "";
+	int fd = temp_file(NULL);
+
+	server_start(&srv);
+	url = url_of(&srv, "/again");
+	EVP_DigestInit_ex(sha, EVP_sha256(), NULL);
+	sm_http_request_init(&req);
+	req.method = "GET";
+	req.url = url;
+	req.response_fd = fd;
+	req.response_max = 10;
+	req.resume = 1;
+	req.response_sha = sha;
+	assert_int_equal(sm_http_perform(client, &req), 0);
+	server_stop(&srv);
+
+	assert_int_equal(req.status, 200);
+	assert_int_equal(req.written, 10);
+	assert_non_null(strstr(srv.requests[1], "Range: bytes=4-\r\n"));
+	assert_int_equal(pread(fd, content, sizeof(content) - 1, 0), 10);
+	assert_string_equal(content, "0123456789");
+	EVP_DigestFinal_ex(sha, digest, &len);
+	EVP_Digest("0123456789", 10, expected, NULL, EVP_sha256(), NULL);
+	assert_memory_equal(digest, expected, 32);
+	EVP_MD_CTX_free(sha);
+	sm_http_request_release(&req);
+	sm_http_client_free(client);
+	free(url);
+	close(fd);
+}
+
+static void resume_rejects_wrong_content_range(void **state)
+{
+	server srv = { .responses = {
+			       "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 10\r\n\r\n0123",
+			       "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 2-9/10\r\n"
+			       "Content-Length: 8\r\n\r\n23456789" },
+		       .nresponses = 2 };
+	sm_http_client *client = client_new(1);
+	sm_http_request req;
+	char *url, content[16] = "";
+	int fd = temp_file(NULL);
+
+	server_start(&srv);
+	url = url_of(&srv, "/shifted");
+	sm_http_request_init(&req);
+	req.method = "GET";
+	req.url = url;
+	req.response_fd = fd;
+	req.resume = 1;
+	assert_int_not_equal(sm_http_perform(client, &req), 0);
+	server_stop(&srv);
+	assert_non_null(strstr(sm_error_message(), "wrong offset"));
+	assert_int_equal(req.written, 4);
+	assert_int_equal(pread(fd, content, sizeof(content) - 1, 0), 4);
+	assert_string_equal(content, "0123");
+	sm_http_request_release(&req);
+	sm_http_client_free(client);
+	free(url);
+	close(fd);
+}
+
 static void plain_http_rejected(void **state)
 {
 	sm_http_client *client = client_new(0);
@@ -342,6 +482,10 @@ int main(void)
 		cmocka_unit_test(retry_after_503),
 		cmocka_unit_test(resume_cut_download),
 		cmocka_unit_test(memory_response_capped),
+		cmocka_unit_test(file_response_capped),
+		cmocka_unit_test(resume_capped_across_attempts),
+		cmocka_unit_test(resume_restarts_on_full_body),
+		cmocka_unit_test(resume_rejects_wrong_content_range),
 		cmocka_unit_test(plain_http_rejected),
 	};
 

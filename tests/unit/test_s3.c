@@ -181,6 +181,13 @@ static void urls_virtual_hosted(void **state)
 	assert_int_equal(sm_s3_settings_set_region(&s, "us-west-2"), 0);
 	assert_string_equal(s.host, "team-bundles.s3.us-west-2.amazonaws.com");
 	assert_int_equal(sm_s3_settings_set_region(&s, "bad/region"), SM_EINVALID);
+	assert_non_null(strstr(sm_error_message(), "'bad/region'"));
+	/* a region with an escape sequence from a hostile server is not echoed */
+	assert_int_equal(sm_s3_settings_set_region(&s, "eu\x1b]0;owned\x07"), SM_EINVALID);
+	assert_null(strchr(sm_error_message(), '\x1b'));
+	assert_null(strstr(sm_error_message(), "owned"));
+	assert_string_equal(s.region, "us-west-2");
+	assert_string_equal(s.host, "team-bundles.s3.us-west-2.amazonaws.com");
 	sm_s3_settings_release(&s);
 
 	/* virtual on a custom endpoint puts the bucket before its host; the default port goes */
@@ -245,6 +252,10 @@ static void settings_reject_bad_values(void **state)
 		{ "concurrency", "33" },
 		{ "addressing", "sideways" },
 		{ "region", "us east" },
+		{ "prefix", "../other" },
+		{ "prefix", "team/.." },
+		{ "prefix", "a/./b" },
+		{ "prefix", "." },
 	};
 	sm_kv pairs[8];
 	sm_vault_config config = make_config(pairs, 8, "bucket", "vault", NULL);
@@ -256,6 +267,13 @@ static void settings_reject_bad_values(void **state)
 		assert_int_equal(sm_s3_settings_parse(&config, &s), SM_EINVALID);
 		assert_non_null(strstr(sm_error_message(), bad[i][0]));
 	}
+	/* dots inside a component are an ordinary prefix */
+	pairs[1] = (sm_kv){ "prefix", "team..x/.hidden/v1.2" };
+	config.nsettings = 2;
+	assert_int_equal(sm_s3_settings_parse(&config, &s), 0);
+	assert_string_equal(s.prefix, "team..x/.hidden/v1.2/");
+	sm_s3_settings_release(&s);
+
 	pairs[1] = (sm_kv){ "part_size", "16m" };
 	pairs[2] = (sm_kv){ "concurrency", "8" };
 	config.nsettings = 3;

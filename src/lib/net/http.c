@@ -344,6 +344,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 			EVP_MD_CTX_copy_ex(req->response_sha, req->sha_start);
 		req->range_checked = 1;
 	}
+	if (req->response_max && (req->written > req->response_max ||
+				  len > req->response_max - req->written)) {
+		/* a hostile or broken server must not fill the disk */
+		snprintf(req->error, sizeof(req->error), "the response body is larger than the "
+			 "expected %llu bytes", (unsigned long long)req->response_max);
+		req->over_max = 1;
+		return 0;
+	}
 	{
 		size_t done = 0;
 
@@ -401,6 +409,7 @@ static int start_attempt(sm_http_client *client, sm_http_request *req)
 	req->sent = 0;
 	req->range[0] = '\0';
 	req->range_checked = 0;
+	req->over_max = 0;
 	if (req->response) {
 		req->response->len = 0;
 		if (req->response->data)
@@ -567,7 +576,7 @@ static int finish_attempt(sm_http_client *client, sm_http_request *req, CURLcode
 		req->rc = code == CURLE_WRITE_ERROR || code == CURLE_ABORTED_BY_CALLBACK
 			? SM_EIO : SM_ENETWORK;
 		if (code == CURLE_WRITE_ERROR && strstr(req->error, "larger than"))
-			req->rc = SM_EINVALID;
+			req->rc = req->over_max ? SM_EINTEGRITY : SM_EINVALID;
 		if (code == CURLE_UNSUPPORTED_PROTOCOL)
 			req->rc = SM_EINVALID;
 		if (!transport_retryable(code))

@@ -13,7 +13,8 @@
  * (read with pread(), so the descriptor's offset is untouched). Response
  * bodies go to memory (an sm_buf with a size cap) or to a file descriptor
  * at an offset, optionally hashed with SHA-256 in the same pass and resumed
- * with a Range request after a broken connection.
+ * with a Range request after a broken connection. A body sent to a file
+ * that grows past response_max ends the request with SM_EINTEGRITY.
  *
  * Proxies come from the usual environment variables (curl reads them).
  * Redirects are not followed unless the client allows them. The library
@@ -87,6 +88,7 @@ struct sm_http_request {
 	sm_buf *response;
 	int response_fd;           /* -1: none */
 	uint64_t response_offset;  /* where the body's first byte goes */
+	uint64_t response_max;     /* file target: most body bytes accepted, 0 for no cap */
 	int resume;                /* after a broken transfer, continue with Range */
 	EVP_MD_CTX *response_sha;  /* a digest updated in order with the bytes written */
 
@@ -120,6 +122,7 @@ struct sm_http_request {
 	int state;
 	char range[64];
 	int range_checked;
+	int over_max;              /* the body went past response_max */
 	char if_range[160];        /* "If-Range: <ETag>" of the first response, for resuming */
 };
 

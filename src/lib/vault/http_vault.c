@@ -130,6 +130,7 @@ static int http_get_run(http_vault *hv, http_get *get)
 	sm_http_request req;
 	char *url = sm_http_vault_join(hv->url.base, get->relative), *next = NULL;
 	char *condition = NULL, location[2048];
+	EVP_MD_CTX *sha_start = NULL;  /* get->sha before the first byte, for each redirect */
 	int rc = 0, hops = 0, ready = 0;
 
 	get->status = 0;
@@ -138,6 +139,11 @@ static int http_get_run(http_vault *hv, http_get *get)
 	get->auth_dropped = 0;
 	if (!url)
 		return SM_ENOMEM;
+	if (get->sha && (!(sha_start = EVP_MD_CTX_new()) ||
+			 !EVP_MD_CTX_copy_ex(sha_start, get->sha))) {
+		rc = sm_error_set(SM_ENOMEM, "cannot copy a digest");
+		goto done;
+	}
 	if (get->if_none_match) {
 		condition = sm_asprintf("If-None-Match: %s", get->if_none_match);
 		if (!condition) {
@@ -162,6 +168,8 @@ static int http_get_run(http_vault *hv, http_get *get)
 			req.response = get->body;
 		} else {
 			req.response_fd = get->fd;
+			req.response_max = get->total ? get->total
+						    : SM_HTTP_VAULT_PULL_UNSIZED_MAX;
 			req.resume = 1;
 			req.response_sha = get->sha;
 			req.progress = get_progress;
@@ -171,6 +179,12 @@ static int http_get_run(http_vault *hv, http_get *get)
 		shown_url(url, get->shown, sizeof(get->shown));
 
 		rc = sm_http_perform(hv->http, &req);
+		if (rc == SM_EINVALID && get->body && strstr(req.error, "response body larger than")) {
+			rc = sm_error_set(SM_EINTEGRITY, "'%s' of vault '%s' is larger than %zu bytes; "
+					  "the server sends a damaged or hostile file", get->shown,
+					  hv->config->name, get->body->max);
+			goto done;
+		}
 		if (rc) {
 			rc = transport_error(hv, rc, &req);
 			goto done;
@@ -201,6 +215,15 @@ static int http_get_run(http_vault *hv, http_get *get)
 		next = NULL;
 		sm_http_request_release(&req);
 		ready = 0;
+
+		/*
+		 * The new URL is read from its first byte, but a download cut before
+		 * the redirect has already fed its bytes to the digest.
+		 */
+		if (sha_start && !EVP_MD_CTX_copy_ex(get->sha, sha_start)) {
+			rc = sm_error_set(SM_ENOMEM, "cannot copy a digest");
+			goto done;
+		}
 	}
 
 	get->status = req.status;
@@ -211,6 +234,7 @@ static int http_get_run(http_vault *hv, http_get *get)
 done:
 	if (ready)
 		sm_http_request_release(&req);
+	EVP_MD_CTX_free(sha_start);
 	free(condition);
 	free(next);
 	free(url);
@@ -508,16 +532,16 @@ static int http_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 		goto done;
 	}
 
-	/*
-	 * NOTE: net/http.c has no size cap for a body written to a file, so a
-	 * hostile server can send more than size_bytes. The size check below
-	 * then fails only after the whole transfer.
-	 */
+	/* get.total also caps the download, so a server cannot send more than size_bytes */
 	get.relative = relative;
 	get.fd = fd;
 	get.sha = sha;
 	get.total = record->size_bytes;
-	if ((rc = http_get_run(hv, &get)) != 0)
+	rc = http_get_run(hv, &get);
+	if (rc == SM_EINTEGRITY)
+		rc = sm_error_wrap(rc, "bundle '%s' in vault '%s' is corrupt: the server sent more "
+				   "bytes than its metadata says", bundle_id, hv->config->name);
+	if (rc)
 		goto done;
 	if (get.status == 404) {
 		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' has metadata but its data "

@@ -8,8 +8,17 @@
 
 #include <stddef.h>
 
+#include "skillmeat/bundle.h"
+
 /* Most redirects followed for one request. */
 #define SM_HTTP_VAULT_MAX_REDIRECTS 5
+
+/*
+ * Largest download accepted for a bundle whose record has no size_bytes
+ * (records of the original tool may lack it): the largest unpacked bundle
+ * plus 64 MiB for archive headers.
+ */
+#define SM_HTTP_VAULT_PULL_UNSIZED_MAX (SM_BUNDLE_MAX_UNCOMPRESSED + 64ull * 1024 * 1024)
 
 /* Longest ETag kept and sent back in If-None-Match. */
 #define SM_HTTP_VAULT_ETAG_MAX 256

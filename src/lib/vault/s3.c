@@ -635,12 +635,41 @@ static int compare_strings(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/*
+ * Adds a continuation token to `seen`, which owns it from then on. A token
+ * that came before means the store sends the same pages in a cycle, and
+ * following it would never end.
+ */
+static int remember_token(const s3_vault *sv, id_set *seen, char *token)
+{
+	char **grown;
+
+	for (size_t i = 0; i < seen->count; i++) {
+		if (strcmp(seen->ids[i], token) == 0) {
+			free(token);
+			return sm_error_set(SM_EINVALID, "the listing of vault '%s' repeats a "
+					    "continuation token after %zu pages; the store at '%s' "
+					    "sends its pages in a cycle", sv->config->name,
+					    seen->count + 1, sv->settings.endpoint);
+		}
+	}
+	grown = realloc(seen->ids, (seen->count + 1) * sizeof(*grown));
+	if (!grown) {
+		free(token);
+		return sm_error_set(SM_ENOMEM, "out of memory");
+	}
+	seen->ids = grown;
+	seen->ids[seen->count++] = token;
+	return 0;
+}
+
 /* Lists the ids that have metadata objects, following continuation tokens. */
 static int list_metadata_ids(s3_vault *sv, id_set *out)
 {
 	sm_buf query = SM_BUF_INIT(0);
 	char *prefix = sm_asprintf("%smetadata/", sv->settings.prefix), *token = NULL;
-	size_t cap = 0;
+	id_set seen = { 0 };        /* the continuation tokens followed so far, which own `token` */
+	size_t cap = 0, kept;
 	int rc = 0;
 
 	out->ids = NULL;
@@ -698,17 +727,17 @@ static int list_metadata_ids(s3_vault *sv, id_set *out)
 		}
 		s3_notify(sv, SM_LOG_DEBUG, "listing page %d of vault '%s': %zu keys%s", page_no + 1,
 		       sv->config->name, page.nkeys, page.truncated ? ", more follow" : "");
-		free(token);
 		token = NULL;
 		if (!rc && page.truncated) {
 			token = page.next_token;
 			page.next_token = NULL;
+			rc = remember_token(sv, &seen, token);
 		}
 		sm_s3_list_page_release(&page);
 		if (rc || !token)
 			break;
 	}
-	free(token);
+	sm_str_array_free(seen.ids, seen.count);
 	free(prefix);
 	sm_buf_release(&query);
 	if (rc) {
@@ -719,6 +748,16 @@ static int list_metadata_ids(s3_vault *sv, id_set *out)
 	}
 	if (out->count > 1)
 		qsort(out->ids, out->count, sizeof(*out->ids), compare_strings);
+
+	/* a store that lists a key twice must not make a bundle appear twice */
+	kept = 0;
+	for (size_t i = 0; i < out->count; i++) {
+		if (kept && strcmp(out->ids[i], out->ids[kept - 1]) == 0)
+			free(out->ids[i]);
+		else
+			out->ids[kept++] = out->ids[i];
+	}
+	out->count = kept;
 	return 0;
 }
 
@@ -988,11 +1027,17 @@ static int s3_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **ou
 	call_ready = 1;
 	call.req.response = NULL;
 	call.req.response_fd = fd;
+	call.req.response_max = record->size_bytes ? record->size_bytes
+						   : SM_S3_PULL_UNSIZED_MAX;
 	call.req.resume = 1;
 	call.req.response_sha = sha;
 	call.req.progress = pull_progress;
 	call.req.user = &total;
-	if ((rc = s3_call_perform(&call)) != 0)
+	rc = s3_call_perform(&call);
+	if (rc == SM_EINTEGRITY)
+		rc = sm_error_wrap(rc, "bundle '%s' in vault '%s' is corrupt: its data object is "
+				   "larger than its metadata says", bundle_id, sv->config->name);
+	if (rc)
 		goto done;
 	snprintf(what, sizeof(what), "the data of bundle '%s'", bundle_id);
 	if (call.req.status == 404) {

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "skillmeat/bundle.h"
 #include "skillmeat/config.h"
 
 #define SM_S3_MIN_PART_SIZE (5ull * 1024 * 1024)
@@ -17,6 +18,13 @@
 #define SM_S3_DEFAULT_PART_SIZE (8ull * 1024 * 1024)
 #define SM_S3_DEFAULT_CONCURRENCY 4
 #define SM_S3_MAX_CONCURRENCY 32
+
+/*
+ * Largest download accepted for a bundle whose record has no size_bytes
+ * (records of the original tool may lack it): the largest unpacked bundle
+ * plus 64 MiB for archive headers.
+ */
+#define SM_S3_PULL_UNSIZED_MAX (SM_BUNDLE_MAX_UNCOMPRESSED + 64ull * 1024 * 1024)
 
 /* Settings of an S3 vault, checked and normalised. */
 typedef struct sm_s3_settings {

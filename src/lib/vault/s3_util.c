@@ -193,6 +193,25 @@ static int parse_endpoint(sm_s3_settings *s, const sm_vault_config *config, cons
 }
 
 /* Builds "<given prefix>/" without a leading '/', or "" for none. */
+/*
+ * Returns 1 when a '/'-separated component of `path` is "." or "..". libcurl
+ * removes such components from a URL before sending it, so a prefix of
+ * "../other" would address bucket "other" with a path-style URL.
+ */
+static int has_dot_segment(const char *path)
+{
+	for (const char *p = path; *p;) {
+		size_t len = strcspn(p, "/");
+
+		if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+			return 1;
+		p += len;
+		if (*p == '/')
+			p++;
+	}
+	return 0;
+}
+
 static char *normalise_prefix(const char *prefix)
 {
 	size_t len;
@@ -241,9 +260,10 @@ int sm_s3_settings_parse(const sm_vault_config *config, sm_s3_settings *out)
 		goto done;
 	}
 	if (prefix && (sm_has_control_chars(prefix) || strstr(prefix, "//") ||
-		       strlen(prefix) > 512)) {
+		       strlen(prefix) > 512 || has_dot_segment(prefix))) {
 		rc = sm_error_set(SM_EINVALID, "invalid prefix '%s' of vault '%s' in %s: no control "
-				  "characters, no '//', at most 512 bytes", prefix, config->name, source);
+				  "characters, no '//', no '.' or '..' component, at most 512 bytes",
+				  prefix, config->name, source);
 		goto done;
 	}
 	out->allow_http = is_true(sm_vault_config_get(config, "allow_http"));
@@ -333,8 +353,12 @@ int sm_s3_settings_set_region(sm_s3_settings *s, const char *region)
 {
 	char *copy;
 
+	/* the text comes from the server: quote it only when it is short and printable */
 	if (!region_valid(region))
-		return sm_error_set(SM_EINVALID, "invalid region '%s' named by the server", region);
+		return strlen(region) <= 64 && !sm_has_control_chars(region)
+			? sm_error_set(SM_EINVALID, "invalid region '%s' named by the server", region)
+			: sm_error_set(SM_EINVALID, "invalid region named by the server (too long or "
+				       "with control characters)");
 	copy = sm_strdup(region);
 	if (!copy)
 		return SM_ENOMEM;
