@@ -13,6 +13,7 @@
 #include "skillmeat/credentials.h"
 #include "util/util.h"
 #include "vault/http_vault_internal.h"
+#include "vault/s3_internal.h"
 #include "vault/git_internal.h"
 #include "vault/record.h"
 
@@ -39,7 +40,8 @@ static const cli_command commands[] = {
 	  "              USER@HOST:PATH); --branch B (default main), --known-hosts F\n"
 	  "              (SSH host keys to trust instead of ~/.ssh/known_hosts),\n"
 	  "              --allow-http (permit an unencrypted http:// URL)\n"
-	  "  TYPE s3:    LOCATION is the bucket; --region, --prefix, --endpoint-url\n"
+	  "  TYPE s3:    LOCATION is the bucket; --region, --prefix, --endpoint-url,\n"
+	  "              --allow-http (permit an http:// endpoint that is not loopback)\n"
 	  "  TYPE http:  LOCATION is the https:// URL of a published vault (read-only);\n"
 	  "              --ca-bundle FILE (PEM) trusts a private CA, --allow-http permits http://\n"
 	  "  a type from a plug-in: LOCATION is stored as its 'location' setting\n"
@@ -589,9 +591,8 @@ static int check_remote_args(cli_context *ctx, const char *name, const char *typ
 				       "git vault");
 	if (!git && args->branch)
 		return cli_usage_error(ctx, "--branch does not apply to an s3 vault");
-	if (!git && (args->known_hosts || args->allow_http))
-		return cli_usage_error(ctx, "--known-hosts and --allow-http do not apply to an s3 "
-				       "vault");
+	if (!git && args->known_hosts)
+		return cli_usage_error(ctx, "--known-hosts does not apply to an s3 vault");
 	if (url_has_password(location) || (args->endpoint_url && url_has_password(args->endpoint_url)))
 		return cli_usage_error(ctx, "the URL of vault '%s' contains a password or token; give "
 				       "the URL without it and store the secret with 'skillmeat vault "
@@ -613,6 +614,24 @@ static int check_remote_args(cli_context *ctx, const char *name, const char *typ
 	if (git && sm_git_check_url(location, args->allow_http) != 0)
 		return cli_fail(ctx, sm_error_wrap(SM_EINVALID, "vault '%s'", name));
 	return EXIT_OK;
+}
+
+/*
+ * Checks the settings of a new s3 vault with the connector's own rules
+ * (prefix components, endpoint scheme and host), so that what is written
+ * also opens.
+ */
+static int check_s3_settings(cli_context *ctx, const char *name, const char *path,
+			     sm_kv *settings, size_t nsettings)
+{
+	sm_vault_config config = { .name = (char *)name, .type = (char *)"s3",
+				   .source = (char *)path, .settings = settings,
+				   .nsettings = nsettings };
+	sm_s3_settings parsed = { 0 };
+	int rc = sm_s3_settings_parse(&config, &parsed);
+
+	sm_s3_settings_release(&parsed);
+	return rc ? cli_fail(ctx, rc) : EXIT_OK;
 }
 
 /* Checks the location of a vault whose type comes from a plug-in. */
@@ -723,8 +742,9 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 				       "in sharing.toml for other types");
 		goto done;
 	}
-	if (args.allow_http && strcmp(type, "http") != 0 && strcmp(type, "git") != 0) {
-		code = cli_usage_error(ctx, "--allow-http applies only to git and http vaults");
+	if (args.allow_http && strcmp(type, "http") != 0 && strcmp(type, "git") != 0 &&
+	    strcmp(type, "s3") != 0) {
+		code = cli_usage_error(ctx, "--allow-http applies only to git, s3 and http vaults");
 		goto done;
 	}
 	if (args.known_hosts && strcmp(type, "git") != 0) {
@@ -791,6 +811,10 @@ static int run_add(cli_context *ctx, int argc, char **argv)
 			add_setting(settings, &nsettings, "region", args.region);
 			add_setting(settings, &nsettings, "prefix", args.prefix);
 			add_setting(settings, &nsettings, "endpoint_url", args.endpoint_url);
+			add_setting(settings, &nsettings, "allow_http", args.allow_http ? "true" : NULL);
+			code = check_s3_settings(ctx, name, path, settings, nsettings);
+			if (code)
+				goto done;
 		}
 	} else if (strcmp(type, "http") == 0) {
 		code = check_http_args(ctx, name, location, &args, resolved);

@@ -417,7 +417,11 @@ check "special prefix did not touch other prefixes" test "$(ls_ids)" = "alpha-to
 state=$(s3_state)
 for bad in '../other' 'team/../../other' 'team/./x'; do
   "$SM" vault remove dots >/dev/null 2>&1
-  "$SM" vault add dots s3 vault --endpoint-url "$S3_ENDPOINT" --prefix "$bad" >/dev/null 2>&1
+  sm vault add dots s3 vault --endpoint-url "$S3_ENDPOINT" --prefix "$bad"
+  expect_err "add with prefix '$bad' exits 9" 9 "invalid prefix '$bad'"
+  # a hand-edited file reaches the connector's own check
+  printf '\n[vault.dots]\ntype = "s3"\nbucket = "vault"\nendpoint_url = "%s"\nprefix = "%s"\n' \
+    "$S3_ENDPOINT" "$bad" >>"$SKILLMEAT_HOME/sharing.toml"
   sm vault push "$B/delta.skillmeat-pack" --vault dots --no-progress
   expect_err "push with prefix '$bad' exits 9" 9 "invalid prefix '$bad'"
   sm vault ls --vault dots

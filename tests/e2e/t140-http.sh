@@ -117,7 +117,7 @@ expect_err "add rejects a missing host" 2 "invalid host or port"
 sm vault add leak http "$STATIC_URL" --ca-bundle "$TMP/missing.pem"
 expect_err "add rejects a missing CA file" 9 "cannot read CA file"
 sm vault add leak local "$TMP/leak" --allow-http
-expect_err "add local rejects --allow-http" 2 "applies only to git and http vaults"
+expect_err "add local rejects --allow-http" 2 "applies only to git, s3 and http vaults"
 sm vault add leak http "$STATIC_URL" --region eu-west-1
 expect_err "add http rejects --region" 2 "do not apply to an http vault"
 check "failed adds leave sharing.toml unchanged" test "$(sha256sum "$TOML")" = "$toml_before"

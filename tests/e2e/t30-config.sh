@@ -162,6 +162,11 @@ add_fails "unknown type" 2 "known types: local" other ftp "$V/new"
 add_fails "local with --region" 2 "do not apply to a local vault" other local "$V/new" --region eu
 add_fails "empty location" 2 "must be a non-empty path" other local ""
 add_fails "existing name" 4 "archive" archive local "$V/new"
+add_fails "s3 prefix with .." 9 "invalid prefix 'a/../b'" other s3 bkt --prefix a/../b
+add_fails "s3 plain http to a remote host" 9 "set allow_http = true" other s3 bkt \
+  --endpoint-url http://10.1.2.3:9000
+add_fails "--allow-http on a local vault" 2 "applies only to git, s3 and http vaults" \
+  other local "$V/new" --allow-http
 add_fails "two arguments" 2 "expected 3 arguments, got 2" other local
 add_fails "unknown option" 2 "--colour" other local "$V/new" --colour
 
