@@ -93,6 +93,13 @@ static const tree_entry *tree_find(const tree_list *list, const char *name)
 	return NULL;
 }
 
+/* Returns 1 for a regular file: not a tree, submodule or symbolic link. */
+static int is_file(const tree_entry *entry)
+{
+	return entry && strcmp(entry->type, "blob") == 0 &&
+	       (strcmp(entry->mode, "100644") == 0 || strcmp(entry->mode, "100755") == 0);
+}
+
 /* Runs git with `args` and fails with git's message unless it exits 0. */
 static int git_ok(git_vault *gv, const char *what, const char *const *args, sm_buf *out)
 {
@@ -391,7 +398,7 @@ static int read_blobs(git_vault *gv, const char *const *oids, size_t count, char
 	p = out.data;
 	end = out.data + out.len;
 	for (size_t i = 0; i < count; i++) {
-		const char *nl = p ? memchr(p, '\n', (size_t)(end - p)) : NULL;
+		const char *nl = p && p < end ? memchr(p, '\n', (size_t)(end - p)) : NULL;
 		unsigned long long size;
 		char header[160], type[16];
 
@@ -446,7 +453,7 @@ static char *metadata_id(const tree_entry *entry)
 	size_t len = strlen(entry->name);
 	char *id;
 
-	if (strcmp(entry->type, "blob") != 0 || len <= 5 || strcmp(entry->name + len - 5, ".json") != 0)
+	if (!is_file(entry) || len <= 5 || strcmp(entry->name + len - 5, ".json") != 0)
 		return NULL;
 	id = sm_strndup(entry->name, len - 5);
 	if (id && !sm_bundle_id_valid(id)) {
@@ -468,7 +475,7 @@ static int read_record(git_vault *gv, const snapshot *snap, const char *id, sm_r
 	if (!name)
 		return SM_ENOMEM;
 	entry = tree_find(&snap->metadata, name);
-	if (!entry) {
+	if (!is_file(entry)) {
 		rc = sm_error_set(SM_ENOTFOUND, "bundle '%s' not found in vault '%s'", id,
 				  gv->config->name);
 		goto done;
@@ -591,6 +598,8 @@ static int read_index(git_vault *gv, const snapshot *snap, sm_record_list *out)
 
 	if (!index_entry) {
 		why = count ? "missing" : NULL;
+	} else if (!is_file(index_entry)) {
+		why = "corrupt";
 	} else if ((rc = read_blob(gv, index_entry->oid, &text, &len)) != 0) {
 		goto done;
 	} else if (sm_index_from_text(text, len, out) != 0) {
@@ -776,6 +785,13 @@ static int stream_blob(git_vault *gv, const char *oid, int fd, uint64_t total,
 			rc = sm_error_set_errno(SM_EIO, errno, "cannot read the bundle from git");
 			break;
 		}
+		/* a blob larger than its record is corrupt: stop before it fills the disk */
+		if (total && *size + (uint64_t)n > total) {
+			rc = sm_error_set(SM_EINTEGRITY, "bundle blob %s in vault '%s' is corrupt: it has "
+					  "more than the %llu bytes its metadata says", oid,
+					  gv->config->name, (unsigned long long)total);
+			break;
+		}
 		EVP_DigestUpdate(ctx, chunk, (size_t)n);
 		if (sm_write_all(fd, chunk, (size_t)n) != 0) {
 			rc = sm_error_set_errno(SM_EIO, errno, "cannot write the bundle");
@@ -828,7 +844,7 @@ static int pull_body(git_vault *gv, void *arg)
 		goto done;
 	}
 	entry = tree_find(&snap.bundles, name);
-	if (!entry || strcmp(entry->type, "blob") != 0) {
+	if (!is_file(entry)) {
 		rc = sm_error_set(SM_EINTEGRITY, "vault '%s' has metadata for bundle '%s' but no "
 				  "file bundles/%s", gv->config->name, args->id, name);
 		goto done;
