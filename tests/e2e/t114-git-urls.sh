@@ -49,6 +49,9 @@ BAD_URLS=(
   "https://vault:@localhost/repo.git"
   "https://localhost/repo.git with space"
   "https://localhost/re	po.git"
+  "ssh://%2doProxyCommand=touch@127.0.0.1/repo.git"
+  "ssh://127.0.0.1/repo%0a.git"
+  "https://localhost/repo.git%0d%0aHost:x"
 )
 
 # hand_vault NAME URL: writes a git vault with URL into sharing.toml by hand.
