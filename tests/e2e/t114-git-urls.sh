@@ -91,6 +91,20 @@ check "no pull wrote a file" test -z "$(ls -A "$TMP/dl")"
 check "the local repository has no branch" test -z "$(refs "$LOCAL_REPO")"
 check "no error shows the password" test "$(grep -c ':secret@' "$TMP/errors")" -eq 0
 
+# branch names that are options, refspecs, revisions or need quoting are
+# rejected before git runs; the URL itself is fine
+BAD_BRANCHES=("--delete" "-f" "main:refs/heads/x" "+main" "HEAD" "a..b" "a b" "a~1" "a^" "a:b"
+  "a*" "a?" "a[1]" "a\\b" "a@{1}" "@" ".hidden" "a/.b" "a.lock" "a/" "")
+i=0
+for branch in "${BAD_BRANCHES[@]}"; do
+  i=$((i + 1))
+  printf '[vault.br%s]\ntype = "git"\nurl = "ssh://127.0.0.1:9/repo.git"\nbranch = %s\n\n' \
+    "$i" "$(toml_str "$branch")" >>"$TOML"
+  sm vault push "$TMP/alpha.skillmeat-pack" --vault "br$i"
+  expect_err "push with branch '$branch' exits 9" 9 "is not a valid branch name"
+  no_cache "branch '$branch' made no cache"
+done
+
 # http is allowed only with allow_http = true; then git does run and the
 # connection fails, because nothing listens on the port
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

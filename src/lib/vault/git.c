@@ -1444,6 +1444,9 @@ static int branch_valid(const char *branch)
 	    branch[len - 1] == '/' || branch[len - 1] == '.' || strstr(branch, "..") ||
 	    strstr(branch, "//") || strstr(branch, "/.") || (len >= 5 && strcmp(branch + len - 5, ".lock") == 0))
 		return 0;
+	/* git would create refs/heads/HEAD, which `git branch` itself refuses */
+	if (strcmp(branch, "HEAD") == 0)
+		return 0;
 	for (const char *p = branch; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
 		    !(*p >= '0' && *p <= '9') && !strchr("._/-", *p))
