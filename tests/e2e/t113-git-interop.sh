@@ -271,6 +271,23 @@ sm vault ls --vault evil-index
 expect "ls with a submodule as index.json exits 0" 0
 check "it lists the metadata files instead" test "$(ls_ids --vault evil-index)" = "$(ls_ids --vault orig-ro)"
 
+# an index.json of 600 MiB of zeros (a few MiB packed) and a metadata file
+# over the 1 MiB limit: their sizes are read first, so neither is unpacked
+evil_repo evil-huge
+head -c $((600 * 1024 * 1024)) /dev/zero >"$TMP/evil-work/index.json"
+{ printf '{"bundle_id": "huge-v1.0", "pad": "'; head -c $((2 * 1024 * 1024)) /dev/zero | tr '\0' a; printf '"}'; } \
+  >"$TMP/evil-work/metadata/huge-v1.0.json"
+git -C "$TMP/evil-work" add -A
+evil_commit
+add_vault evil-huge "$EVIL" --read-only
+sm vault ls --vault evil-huge
+expect "ls with a 600 MiB index.json exits 0" 0
+check "ls warns that index.json is too large" grep -q "index.json of vault 'evil-huge' is too large" "$ERR"
+check "ls skips the oversized metadata file" grep -q "skipping bundle 'huge-v1.0'.*more than 1048576 bytes" "$ERR"
+check "ls lists the other bundles" test "$(ls_ids --vault evil-huge)" = "$(ls_ids --vault orig-ro)"
+sm vault info huge-v1.0 --vault evil-huge
+expect_err "info of an oversized metadata file exits 7" 7 "bytes allowed"
+
 # --- cost independent of vault size ---
 
 COUNT=12

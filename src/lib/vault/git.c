@@ -366,13 +366,59 @@ static int prefetch_blobs(git_vault *gv, const char *const *oids, size_t count)
 	return rc;
 }
 
+/* lens[i] of a blob that read_blobs() skipped for its size. */
+#define TOO_LARGE SIZE_MAX
+
+/* Sets lens[i] to TOO_LARGE for each blob of more than `max` bytes, from `git cat-file --batch-check`. */
+static int check_sizes(git_vault *gv, const char *const *oids, size_t count, size_t max,
+		       size_t *lens)
+{
+	const char *args[] = { "cat-file", "--batch-check", NULL };
+	git_cmd cmd = { .args = args };
+	sm_buf input = SM_BUF_INIT(0), out = SM_BUF_INIT(0), err = SM_BUF_INIT(ERR_MAX);
+	const char *p;
+	int rc = 0, status;
+
+	for (size_t i = 0; !rc && i < count; i++)
+		rc = sm_buf_printf(&input, "%s\n", oids[i]);
+	if (rc)
+		goto done;
+	cmd.input = input.data;
+	cmd.input_len = input.len;
+	rc = sm_git_run(gv, &cmd, &out, &err, &status);
+	if (!rc && status != 0)
+		rc = sm_git_fail(gv, "reading file sizes", err.data);
+	p = out.data;
+	for (size_t i = 0; !rc && i < count; i++) {
+		unsigned long long size;
+		char type[16];
+
+		if (!p || !*p) {
+			rc = sm_error_set(SM_ERROR, "git cat-file --batch-check stopped early");
+			break;
+		}
+		/* "<oid> <type> <size>", or "<oid> missing", which read_blobs() reports */
+		if (sscanf(p, "%*s %15s %llu", type, &size) == 2 && size > max)
+			lens[i] = TOO_LARGE;
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+done:
+	sm_buf_release(&input);
+	sm_buf_release(&out);
+	sm_buf_release(&err);
+	return rc;
+}
+
 /*
  * Reads blobs with `git cat-file --batch`. `outs[i]` receives a new
  * NUL-terminated copy of blob `oids[i]` and `lens[i]` its size, or NULL
- * when git reports it missing.
+ * when git reports it missing, or NULL and TOO_LARGE when it has more than
+ * `max` bytes. Sizes are checked first, so a huge blob is never unpacked.
  */
-static int read_blobs(git_vault *gv, const char *const *oids, size_t count, char **outs,
-		      size_t *lens)
+static int read_blobs(git_vault *gv, const char *const *oids, size_t count, size_t max,
+		      char **outs, size_t *lens)
 {
 	const char *args[] = { "cat-file", "--batch", NULL };
 	git_cmd cmd = { .args = args };
@@ -383,9 +429,11 @@ static int read_blobs(git_vault *gv, const char *const *oids, size_t count, char
 	for (size_t i = 0; i < count; i++) {
 		outs[i] = NULL;
 		lens[i] = 0;
-		if (!rc)
-			rc = sm_buf_printf(&input, "%s\n", oids[i]);
 	}
+	rc = check_sizes(gv, oids, count, max, lens);
+	for (size_t i = 0; !rc && i < count; i++)
+		if (lens[i] != TOO_LARGE)
+			rc = sm_buf_printf(&input, "%s\n", oids[i]);
 	if (rc)
 		goto done;
 	cmd.input = input.data;
@@ -398,6 +446,8 @@ static int read_blobs(git_vault *gv, const char *const *oids, size_t count, char
 	p = out.data;
 	end = out.data + out.len;
 	for (size_t i = 0; i < count; i++) {
+		if (lens[i] == TOO_LARGE)
+			continue;
 		const char *nl = p && p < end ? memchr(p, '\n', (size_t)(end - p)) : NULL;
 		unsigned long long size;
 		char header[160], type[16];
@@ -437,11 +487,14 @@ done:
 	return rc;
 }
 
-static int read_blob(git_vault *gv, const char *oid, char **out, size_t *len)
+static int read_blob(git_vault *gv, const char *oid, size_t max, char **out, size_t *len)
 {
-	int rc = read_blobs(gv, &oid, 1, out, len);
+	int rc = read_blobs(gv, &oid, 1, max, out, len);
 
-	if (!rc && !*out)
+	if (!rc && !*out && *len == TOO_LARGE)
+		rc = sm_error_set(SM_EINTEGRITY, "object %s of vault '%s' has more than the %zu "
+				  "bytes allowed", oid, gv->config->name, max);
+	else if (!rc && !*out)
 		rc = sm_error_set(SM_EINTEGRITY, "object %s of vault '%s' is missing from the "
 				  "repository", oid, gv->config->name);
 	return rc;
@@ -480,7 +533,7 @@ static int read_record(git_vault *gv, const snapshot *snap, const char *id, sm_r
 				  gv->config->name);
 		goto done;
 	}
-	rc = read_blob(gv, entry->oid, &text, &len);
+	rc = read_blob(gv, entry->oid, SM_RECORD_MAX_BYTES, &text, &len);
 	if (!rc)
 		rc = sm_record_from_text(text, len, name, out);
 	if (!rc && strcmp((*out)->bundle_id, id) != 0) {
@@ -536,12 +589,15 @@ static int rebuild_index(git_vault *gv, const snapshot *snap, char **ids, size_t
 	}
 	if (count > 1 && (rc = prefetch_blobs(gv, oids, count)) != 0)
 		goto done;
-	rc = read_blobs(gv, oids, count, texts, lens);
+	rc = read_blobs(gv, oids, count, SM_RECORD_MAX_BYTES, texts, lens);
 	if (rc)
 		goto done;
 	for (size_t i = 0; i < count; i++) {
 		sm_record *record = NULL;
-		int bad = !texts[i] ? sm_error_set(SM_EINTEGRITY, "metadata file is missing")
+		int bad = !texts[i] && lens[i] == TOO_LARGE
+			? sm_error_set(SM_EINTEGRITY, "its metadata file has more than %d bytes",
+				       SM_RECORD_MAX_BYTES)
+			: !texts[i] ? sm_error_set(SM_EINTEGRITY, "metadata file is missing")
 			: sm_record_from_text(texts[i], lens[i], ids[i], &record);
 
 		if (!bad && strcmp(record->bundle_id, ids[i]) != 0)
@@ -600,8 +656,11 @@ static int read_index(git_vault *gv, const snapshot *snap, sm_record_list *out)
 		why = count ? "missing" : NULL;
 	} else if (!is_file(index_entry)) {
 		why = "corrupt";
-	} else if ((rc = read_blob(gv, index_entry->oid, &text, &len)) != 0) {
-		goto done;
+	} else if ((rc = read_blob(gv, index_entry->oid, SM_INDEX_MAX_BYTES, &text, &len)) != 0) {
+		if (rc != SM_EINTEGRITY)
+			goto done;
+		rc = 0;
+		why = "too large or missing";
 	} else if (sm_index_from_text(text, len, out) != 0) {
 		why = "corrupt";
 	} else if (!index_matches(out, ids, count)) {
