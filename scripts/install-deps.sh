@@ -9,7 +9,7 @@ packages=(
   libsodium-dev libsecret-1-dev libcurl4-openssl-dev libssh2-1-dev
   git openssh-client openssl curl ca-certificates
   libcmocka-dev gnome-keyring dbus dbus-daemon libsecret-tools
-  python3 zip unzip hyperfine time bsdutils jq
+  python3 zip unzip hyperfine time bsdutils jq strace
   openssh-server nginx fcgiwrap apache2-utils awscli rclone
 )
 

@@ -262,10 +262,12 @@ int sm_git_set_askpass(const char *program);
 
 /**
  * Writes the reply to git's "Username for 'URL': " or "Password for
- * 'URL': " prompt to standard output, read from the file named by
- * SKILLMEAT_ASKPASS_FILE, which the git connector writes for the duration
- * of one operation. Replies only for the vault's own scheme, host and port. Returns the exit status: 0
- * when it answered, else 1.
+ * 'URL': " prompt to standard output. The answers come from an in-memory
+ * file that the git connector hands down as an inherited descriptor and
+ * names in SKILLMEAT_ASKPASS_FILE as /proc/self/fd/N, so the caller must
+ * not close inherited descriptors first. Replies only for the vault's own
+ * scheme, host and port. Returns the exit status: 0 when it answered,
+ * else 1.
  */
 int sm_git_askpass_main(const char *prompt);
 

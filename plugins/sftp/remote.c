@@ -30,6 +30,19 @@ int remote_stat(sftp_vault *sv, const char *path, LIBSSH2_SFTP_ATTRIBUTES *attrs
 	return sftp_fail(sv, "stat", path);
 }
 
+int remote_check_file(sftp_vault *sv, const char *path)
+{
+	LIBSSH2_SFTP_ATTRIBUTES attrs;
+	int rc = remote_stat(sv, path, &attrs);
+
+	if (rc)
+		return rc;
+	if ((attrs.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && !LIBSSH2_SFTP_S_ISREG(attrs.permissions))
+		return sm_error_set(SM_EINTEGRITY, "'%s' on '%s' is a symbolic link or special file, "
+				    "not a regular file; remove it from the vault", path, sv->host);
+	return 0;
+}
+
 int remote_read(sftp_vault *sv, const char *path, size_t max, char **out, size_t *len)
 {
 	LIBSSH2_SFTP_HANDLE *handle;
@@ -39,6 +52,10 @@ int remote_read(sftp_vault *sv, const char *path, size_t max, char **out, size_t
 
 	*out = NULL;
 	*len = 0;
+	/* SFTP has no O_NOFOLLOW: a link to a file outside the vault must not be read */
+	rc = remote_check_file(sv, path);
+	if (rc)
+		return rc;
 	handle = libssh2_sftp_open_ex(sv->sftp, path, (unsigned int)strlen(path), LIBSSH2_FXF_READ,
 				      0, LIBSSH2_SFTP_OPENFILE);
 	if (!handle)

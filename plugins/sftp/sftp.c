@@ -919,6 +919,14 @@ static int pull_once(sftp_vault *sv, const char *id, int fd, sm_record **out, in
 		rc = sm_error_set(SM_ENOMEM, "out of memory");
 		goto done;
 	}
+	rc = remote_check_file(sv, path);
+	if (rc == SM_ENOTFOUND) {
+		rc = sm_error_set(SM_EINTEGRITY, "data of bundle '%s' is missing from vault '%s' "
+				  "('%s')", id, sv->config->name, path);
+		goto check_changed;
+	}
+	if (rc)
+		goto check_changed;
 	handle = libssh2_sftp_open_ex(sv->sftp, path, (unsigned int)strlen(path), LIBSSH2_FXF_READ,
 				      0, LIBSSH2_SFTP_OPENFILE);
 	if (!handle) {

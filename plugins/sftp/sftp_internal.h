@@ -66,7 +66,10 @@ char *sftp_base64(const unsigned char *data, size_t len, int pad);
 /* Attributes of `path`; SM_ENOTFOUND (no message) when it does not exist. */
 int remote_stat(sftp_vault *sv, const char *path, LIBSSH2_SFTP_ATTRIBUTES *attrs);
 
-/* Reads a file of at most `max` bytes; SM_ENOTFOUND (no message) when missing. */
+/* Fails with SM_EINTEGRITY unless `path` is a regular file; SM_ENOTFOUND (no message) when missing. */
+int remote_check_file(sftp_vault *sv, const char *path);
+
+/* Reads a regular file of at most `max` bytes; SM_ENOTFOUND (no message) when missing. */
 int remote_read(sftp_vault *sv, const char *path, size_t max, char **out, size_t *len);
 
 /* Creates a directory; an existing directory is fine. */

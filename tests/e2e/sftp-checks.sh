@@ -207,6 +207,36 @@ expect_err "overlong data refused" 7 "has at least"
 check "overlong pull writes nothing" [ -z "$(ls -A "$TMP/pulled-long" 2>/dev/null)" ]
 cp "$TMP/saved-data" "$VAULT/bundles/alpha-v1.0.skillmeat-pack"
 
+# --- symbolic links on the server ---
+# Someone who can write to the vault directory plants links to files and
+# directories outside it. SFTP cannot open without following links, so the
+# connector checks each file with lstat first: nothing outside reaches the
+# output, and pushes do not write through a linked directory.
+SYM=$TMP/sym-vault
+mkdir -p "$SYM/metadata" "$SYM/bundles" "$TMP/outside"
+printf 'outside-secret-line\n' >"$TMP/outside/secret"
+ln -s "$TMP/outside/secret" "$SYM/metadata/evil-v1.0.json"
+# a complete bundle elsewhere on the server, reached through links
+cp "$VAULT/metadata/alpha-v1.0.json" "$SYM/metadata/alpha-v1.0.json"
+ln -s "$VAULT/bundles/alpha-v1.0.skillmeat-pack" "$SYM/bundles/alpha-v1.0.skillmeat-pack"
+vadd sym "sftp://$SSH_USER@127.0.0.1:$SSHD_PORT$SYM" known_hosts="$SSH_KNOWN_HOSTS"
+vauth_key sym "$SSH_KEY"
+vrun sym ls
+expect "ls with a linked metadata file" 0
+check "ls shows nothing of the link's target" test -z "$(grep -a 'outside' "$OUT" "$ERR")"
+check "ls warns about the link" grep -q "evil-v1.0.json' on '127.0.0.1' is a symbolic link" "$ERR"
+vrun sym info evil-v1.0
+expect_err "info of a linked metadata file" 7 "is a symbolic link or special file"
+check "info shows nothing of the link's target" test -z "$(grep -a 'outside' "$OUT" "$ERR")"
+vrun sym pull alpha-v1.0 "$TMP/sym-pulled"
+expect_err "pull of a linked bundle file" 7 "is a symbolic link or special file"
+check "that pull writes nothing" test -z "$(ls -A "$TMP/sym-pulled" 2>/dev/null)"
+rm -rf "$SYM/bundles"
+ln -s "$TMP/outside" "$SYM/bundles"
+vrun sym push "$TMP/alpha2.skillmeat-pack"
+expect_err "push into a linked bundles directory" 9 "is not a directory"
+check "push writes nothing through the link" test "$(ls -A "$TMP/outside")" = secret
+
 # --- stale and live locks ---
 mkdir "$VAULT/.skillmeat-lock"
 echo "host=elsewhere boot=none pid=1 time=0 token=old" >"$VAULT/.skillmeat-lock/owner"

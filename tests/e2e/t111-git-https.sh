@@ -117,6 +117,72 @@ check "the helper's credentials list the bundles" test "$(ls_ids --vault anon)" 
 git config --global --unset credential.helper
 rm -f "$TMP/git-credentials"
 
+# --- a password with shell and URL characters ---
+
+ODD_PASSWORD='p'"'"'"$ \%@:x`$(id)`;#&'
+htpasswd -bB "$TMP/https/htpasswd" odd "$ODD_PASSWORD" 2>/dev/null
+"$SM" vault add odd git "$URL" >>"$ALL_OUTPUT" 2>&1
+vault_set odd ca_bundle "$(toml_str "$HTTPS_CA")"
+printf '%s\n' "$ODD_PASSWORD" | "$SM" vault auth odd --username odd --password-stdin >>"$ALL_OUTPUT" 2>&1
+run "$SM" vault ls --vault odd
+expect "a password with quotes, '\$', '\\', '%', '@' and ':' lists the vault" 0
+check "it lists the bundles" test "$(ls_ids --vault odd)" = "$(ls_ids --vault team)"
+printf '%s\n' "${ODD_PASSWORD}y" | "$SM" vault auth odd --username odd --password-stdin >>"$ALL_OUTPUT" 2>&1
+run "$SM" vault ls --vault odd
+expect "the same password with one more character is refused" 6
+check "the message does not show the password" test -z "$(grep -aF "$ODD_PASSWORD" "$ERR")"
+
+# --- the askpass answers live in memory only ---
+
+# A server that accepts connections and never answers keeps git waiting
+# while the answers exist; SIGKILL then gives skillmeat no chance to clean up.
+HANG_PORT=$(free_port)
+python3 -c '
+import os, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+s.settimeout(0.2)
+held = []
+while not os.path.exists(sys.argv[2]):
+    try:
+        held.append(s.accept()[0])
+    except socket.timeout:
+        pass
+' "$HANG_PORT" "$TMP/hang.stop" &
+hang=$!
+wait_port "$HANG_PORT"
+mkdir -p "$TMP/run" && chmod 700 "$TMP/run"
+"$SM" vault add hang git "https://127.0.0.1:$HANG_PORT/vault.git" >>"$ALL_OUTPUT" 2>&1
+printf '%s\n' "$HTTPS_PASSWORD" |
+  "$SM" vault auth hang --username vault --password-stdin >>"$ALL_OUTPUT" 2>&1
+XDG_RUNTIME_DIR="$TMP/run" "$SM" vault ls --vault hang >>"$ALL_OUTPUT" 2>&1 &
+victim=$!
+git_child=
+for _ in $(seq 100); do
+  git_child=$(pgrep -P "$victim" -x git | head -1)
+  [ -n "$git_child" ] && break
+  sleep 0.1
+done
+check "git runs for the hanging server" test -n "$git_child"
+askpass_env=$(tr '\0' '\n' <"/proc/$git_child/environ" 2>/dev/null | sed -n 's/^SKILLMEAT_ASKPASS_FILE=//p')
+check "git's askpass variable names an inherited descriptor, not a path" \
+  grep -qE '^/proc/self/fd/[0-9]+$' <<<"$askpass_env"
+check "another process cannot read the answers through that name" \
+  test -z "$(cat "$askpass_env" 2>/dev/null | grep -aF "$HTTPS_PASSWORD")"
+kill -9 "$victim"
+wait "$victim" 2>/dev/null
+kill "$git_child" 2>/dev/null
+found=$(grep -rlaF "$HTTPS_PASSWORD" "$TMP/run" "$SKILLMEAT_HOME" 2>/dev/null
+  find /dev/shm -maxdepth 2 -user "$(id -u)" -name 'skillmeat-askpass*' 2>/dev/null)
+check "after SIGKILL no askpass file is left in XDG_RUNTIME_DIR, /dev/shm or the cache" test -z "$found"
+[ -n "$found" ] && echo "     found: $found"
+touch "$TMP/hang.stop"
+wait "$hang" 2>/dev/null
+# its cache names another URL than the checks below expect
+rm -rf "$SKILLMEAT_HOME"/cache/git/hang-*
+
 # --- the password is nowhere on disk or in output ---
 
 # $TMP/patterns: the password in the forms the watcher looks for, one a line.

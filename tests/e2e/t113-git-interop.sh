@@ -183,6 +183,111 @@ git clone -q --depth 1 -b main "$OURS" "$TMP/plain-clone" 2>/dev/null
 check "a plain clone of our repository has the kit bytes" \
   cmp -s "$TMP/kit.skillmeat-pack" "$TMP/plain-clone/bundles/interop-kit-v3.1.4.skillmeat-pack"
 
+# --- a hostile repository ---
+
+# evil_repo NAME: a copy of the original's repository whose tree the caller
+# then edits in $TMP/evil-work with git plumbing; evil_commit publishes it.
+evil_repo() {
+  EVIL=$(new_repo "$1")
+  git clone -q "$ORIG" "$TMP/evil-work" 2>/dev/null
+}
+evil_commit() {
+  git -C "$TMP/evil-work" -c user.name=Evil -c user.email=evil@e2e.invalid commit -q -m evil
+  git -C "$TMP/evil-work" push -q "$EVIL" HEAD:main
+  rm -rf "$TMP/evil-work"
+}
+ID=demo-bundle-v1.0
+PACK="bundles/$ID.skillmeat-pack"
+
+# a bundle blob much larger than its record: pull stops at the record's size
+evil_repo evil-big
+head -c $((16 * 1024 * 1024)) /dev/urandom >"$TMP/evil-work/$PACK"
+git -C "$TMP/evil-work" add -A
+evil_commit
+add_vault evil-big "$EVIL" --read-only
+mkdir -p "$TMP/evil-out"
+sm vault pull "$ID" --vault evil-big --output "$TMP/evil-out"
+expect_err "an oversized bundle blob fails the integrity check" 7 "more than the"
+check "the oversized pull leaves no file" test -z "$(ls -A "$TMP/evil-out")"
+# the blob is in the cache now, so only the output file can hit the limit
+run bash -c 'ulimit -f 8192; exec "$@"' _ "$SM" vault pull "$ID" --vault evil-big --output "$TMP/evil-out"
+expect "an oversized bundle blob is not written past its size" 7
+check "the limited pull leaves no file" test -z "$(ls -A "$TMP/evil-out")"
+
+# a symbolic link in place of the bundle, and one in place of the metadata
+evil_repo evil-link
+blob=$(printf '/etc/passwd' | git -C "$TMP/evil-work" hash-object -w --stdin)
+git -C "$TMP/evil-work" update-index --cacheinfo "120000,$blob,$PACK"
+evil_commit
+add_vault evil-link "$EVIL" --read-only
+sm vault pull "$ID" --vault evil-link --output "$TMP/evil-out"
+expect "a symbolic link as the bundle fails the integrity check" 7
+check "the link's pull leaves no file" test -z "$(ls -A "$TMP/evil-out")"
+
+evil_repo evil-mlink
+blob=$(printf '../../../../etc/passwd' | git -C "$TMP/evil-work" hash-object -w --stdin)
+git -C "$TMP/evil-work" update-index --cacheinfo "120000,$blob,metadata/$ID.json"
+evil_commit
+add_vault evil-mlink "$EVIL" --read-only
+sm vault info "$ID" --vault evil-mlink
+check "a symbolic link as the metadata is not read as a record" test "$CODE" -ne 0
+check "no passwd line reaches the output" test -z "$(grep -a 'root:' "$OUT" "$ERR")"
+
+# a submodule entry and a tree where metadata files go
+evil_repo evil-sub
+git -C "$TMP/evil-work" update-index --add --cacheinfo \
+  "160000,$(git -C "$ORIG" rev-parse main),metadata/gitlink-v1.0.json"
+git -C "$TMP/evil-work" update-index --add --cacheinfo \
+  "100644,$(git -C "$TMP/evil-work" rev-parse HEAD:index.json),metadata/sub-v1.0.json/x"
+evil_commit
+add_vault evil-sub "$EVIL" --read-only
+sm vault ls --vault evil-sub
+expect "ls skips a submodule and a tree among the metadata" 0
+check "ls lists only the real bundles" test "$(ls_ids --vault evil-sub)" = "$(ls_ids --vault orig-ro)"
+sm vault info gitlink-v1.0 --vault evil-sub
+expect "info of a submodule entry says not found" 3
+
+# metadata that names another bundle, and an index.json that is not JSON
+evil_repo evil-name
+sed 's/"demo-bundle-v1.0"/"other-v9.9"/' "$TMP/evil-work/metadata/$ID.json" >"$TMP/evil.json"
+mv "$TMP/evil.json" "$TMP/evil-work/metadata/$ID.json"
+head -c 100000 /dev/urandom >"$TMP/evil-work/index.json"
+git -C "$TMP/evil-work" add -A
+evil_commit
+add_vault evil-name "$EVIL" --read-only
+sm vault info "$ID" --vault evil-name
+expect_err "metadata naming another bundle fails" 7 "names bundle"
+sm vault pull "$ID" --vault evil-name --output "$TMP/evil-out"
+expect "pull of metadata naming another bundle fails" 7
+check "that pull leaves no file" test -z "$(ls -A "$TMP/evil-out")"
+
+# index.json as a submodule entry
+evil_repo evil-index
+git -C "$TMP/evil-work" rm -q --cached index.json
+git -C "$TMP/evil-work" update-index --add --cacheinfo "160000,$(git -C "$ORIG" rev-parse main),index.json"
+evil_commit
+add_vault evil-index "$EVIL" --read-only
+sm vault ls --vault evil-index
+expect "ls with a submodule as index.json exits 0" 0
+check "it lists the metadata files instead" test "$(ls_ids --vault evil-index)" = "$(ls_ids --vault orig-ro)"
+
+# an index.json of 600 MiB of zeros (a few MiB packed) and a metadata file
+# over the 1 MiB limit: their sizes are read first, so neither is unpacked
+evil_repo evil-huge
+head -c $((600 * 1024 * 1024)) /dev/zero >"$TMP/evil-work/index.json"
+{ printf '{"bundle_id": "huge-v1.0", "pad": "'; head -c $((2 * 1024 * 1024)) /dev/zero | tr '\0' a; printf '"}'; } \
+  >"$TMP/evil-work/metadata/huge-v1.0.json"
+git -C "$TMP/evil-work" add -A
+evil_commit
+add_vault evil-huge "$EVIL" --read-only
+sm vault ls --vault evil-huge
+expect "ls with a 600 MiB index.json exits 0" 0
+check "ls warns that index.json is too large" grep -q "index.json of vault 'evil-huge' is too large" "$ERR"
+check "ls skips the oversized metadata file" grep -q "skipping bundle 'huge-v1.0'.*more than 1048576 bytes" "$ERR"
+check "ls lists the other bundles" test "$(ls_ids --vault evil-huge)" = "$(ls_ids --vault orig-ro)"
+sm vault info huge-v1.0 --vault evil-huge
+expect_err "info of an oversized metadata file exits 7" 7 "bytes allowed"
+
 # --- cost independent of vault size ---
 
 COUNT=12

@@ -12,16 +12,8 @@ PWNED="$TMP/pwned"
 LOCAL_REPO="$TMP/local.git"
 git init -q --bare -b main "$LOCAL_REPO"
 
-# A git first in PATH that records each run, in case the connector looks
-# git up in PATH; the marker files catch a git found elsewhere.
-mkdir -p "$TMP/bin"
-cat >"$TMP/bin/git" <<EOF
-#!/bin/sh
-echo "\$*" >>"$TMP/git-ran"
-exec /usr/bin/git "\$@"
-EOF
-chmod +x "$TMP/bin/git"
-export PATH="$TMP/bin:$PATH"
+# ran_git FILE: passes when the strace log FILE shows an exec of any git.
+ran_git() { grep -q 'execve("[^"]*/git"' "$1"; }
 
 make_bundle alpha 1.0 "$TMP/alpha.skillmeat-pack"
 
@@ -49,6 +41,9 @@ BAD_URLS=(
   "https://vault:@localhost/repo.git"
   "https://localhost/repo.git with space"
   "https://localhost/re	po.git"
+  "ssh://%2doProxyCommand=touch@127.0.0.1/repo.git"
+  "ssh://127.0.0.1/repo%0a.git"
+  "https://localhost/repo.git%0d%0aHost:x"
 )
 
 # hand_vault NAME URL: writes a git vault with URL into sharing.toml by hand.
@@ -81,12 +76,32 @@ for url in "${BAD_URLS[@]}"; do
     cat "$ERR" >>"$TMP/errors"
   done
   check "'$shown' ran no command" test ! -e "$PWNED"
-  check "'$shown' ran no git" test ! -e "$TMP/git-ran"
+  # the connector runs git by absolute path, so trace every exec of ls
+  strace -f -qq -e trace=execve -o "$TMP/trace" "$SM" vault ls --vault "$name" >/dev/null 2>&1
+  if ran_git "$TMP/trace"; then
+    not_ok "'$shown' ran no git" "$(grep execve "$TMP/trace" | head -3)"
+  else
+    ok "'$shown' ran no git"
+  fi
   no_cache "'$shown' made no cache"
 done
 check "no pull wrote a file" test -z "$(ls -A "$TMP/dl")"
 check "the local repository has no branch" test -z "$(refs "$LOCAL_REPO")"
 check "no error shows the password" test "$(grep -c ':secret@' "$TMP/errors")" -eq 0
+
+# branch names that are options, refspecs, revisions or need quoting are
+# rejected before git runs; the URL itself is fine
+BAD_BRANCHES=("--delete" "-f" "main:refs/heads/x" "+main" "HEAD" "a..b" "a b" "a~1" "a^" "a:b"
+  "a*" "a?" "a[1]" "a\\b" "a@{1}" "@" ".hidden" "a/.b" "a.lock" "a/" "")
+i=0
+for branch in "${BAD_BRANCHES[@]}"; do
+  i=$((i + 1))
+  printf '[vault.br%s]\ntype = "git"\nurl = "ssh://127.0.0.1:9/repo.git"\nbranch = %s\n\n' \
+    "$i" "$(toml_str "$branch")" >>"$TOML"
+  sm vault push "$TMP/alpha.skillmeat-pack" --vault "br$i"
+  expect_err "push with branch '$branch' exits 9" 9 "is not a valid branch name"
+  no_cache "branch '$branch' made no cache"
+done
 
 # http is allowed only with allow_http = true; then git does run and the
 # connection fails, because nothing listens on the port
@@ -97,5 +112,8 @@ expect_err "http without allow_http exits 9" 9 "allow_http"
 vault_set plain allow_http true
 sm vault ls --vault plain
 expect_err "http with allow_http reaches the network" 8 "127.0.0.1"
+# the same trace as above does see git when the URL is accepted
+strace -f -qq -e trace=execve -o "$TMP/trace" "$SM" vault ls --vault plain >/dev/null 2>&1
+check "the exec trace sees git for an accepted URL" ran_git "$TMP/trace"
 
 finish

@@ -18,8 +18,13 @@ Version: 0.1.0
 Libs: -L$BUILD -lskillmeat -Wl,-rpath,$BUILD
 Cflags: -I$SRC/include
 PC
+# a sanitizer build of the library needs the ASan runtime first in the driver too
+sanitize=${SKILLMEAT_SANITIZE:-}
+if [ -z "$sanitize" ] && grep -q '^SKILLMEAT_SANITIZE:BOOL=ON$' "$BUILD/CMakeCache.txt" 2>/dev/null; then
+  sanitize=1
+fi
 PKG_CONFIG_PATH=$TMP/pc cmake -S "$SRC/plugins/sftp" -B "$TMP/sftp-build" \
-  ${SKILLMEAT_SANITIZE:+-DSKILLMEAT_SANITIZE=ON} >"$TMP/cmake.log" 2>&1 &&
+  ${sanitize:+-DSKILLMEAT_SANITIZE=ON} >"$TMP/cmake.log" 2>&1 &&
   cmake --build "$TMP/sftp-build" -j2 >>"$TMP/cmake.log" 2>&1
 CODE=$?
 expect "plug-in builds" 0

@@ -33,6 +33,8 @@ static void url_accepts_supported_forms(void **state)
 		"example.com:team/vault.git",
 		"git@[::1]:vault.git",
 		"git@example.com:/srv/vault.git",
+		"https://me%40corp.example@example.com/vault.git",
+		"https://example.com/team%2Dvault.git",
 	};
 
 	(void)state;
@@ -88,6 +90,13 @@ static void url_rejects_unsafe_forms(void **state)
 		{ "https://example.com/", "repository path" },
 		{ "git@host:", "repository path" },
 		{ "ht^tp://example.com/r.git", "invalid scheme" },
+		{ "ssh://%2duser@127.0.0.1/r.git", "starting with '-'" },
+		{ "ssh://%2Doproxycommand=x@127.0.0.1/r.git", "starting with '-'" },
+		{ "ssh://127.0.0.1/r%0a.git", "encoded space or control character (%0a)" },
+		{ "https://example.com/r%0D%0AHost:x/r.git", "encoded space or control" },
+		{ "https://example.com/r%00.git", "encoded space or control" },
+		{ "git@host:r%20x.git", "encoded space or control" },
+		{ "https://example.com/r%7F.git", "encoded space or control" },
 	};
 
 	(void)state;
@@ -102,6 +111,20 @@ static void url_rejects_unsafe_forms(void **state)
 		if (strchr(sm_error_message(), '\n'))
 			fail_msg("'%s': message has a newline", bad[i].url);
 	}
+}
+
+static void url_length_is_bounded(void **state)
+{
+	char url[4096];
+	int n = snprintf(url, sizeof(url), "https://example.com/");
+
+	(void)state;
+	memset(url + n, 'a', sizeof(url) - 1 - (size_t)n);
+	url[sizeof(url) - 1] = '\0';
+	assert_int_equal(sm_git_check_url(url, 0), SM_EINVALID);
+	assert_non_null(strstr(sm_error_message(), "longer than 2048 bytes"));
+	url[2048] = '\0';
+	assert_int_equal(sm_git_check_url(url, 0), 0);
 }
 
 static void url_http_needs_allow_http(void **state)
@@ -319,6 +342,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(url_accepts_supported_forms),
 		cmocka_unit_test(url_rejects_unsafe_forms),
+		cmocka_unit_test(url_length_is_bounded),
 		cmocka_unit_test(url_http_needs_allow_http),
 		cmocka_unit_test(url_password_not_echoed),
 		cmocka_unit_test(url_is_ssh_by_form),

@@ -143,6 +143,9 @@ int sm_proc_start(sm_proc *proc, const sm_proc_spec *spec)
 	posix_spawn_file_actions_adddup2(&actions, child_in, 0);
 	posix_spawn_file_actions_adddup2(&actions, child_out, 1);
 	posix_spawn_file_actions_adddup2(&actions, proc->err_file, 2);
+	/* dup2 onto itself clears close-on-exec in the child only (glibc 2.29 and later) */
+	if (spec->keep_fd > 2)
+		posix_spawn_file_actions_adddup2(&actions, spec->keep_fd, spec->keep_fd);
 	err = posix_spawn(&proc->pid, spec->argv[0], &actions, &attr,
 			  (char *const *)spec->argv, (char *const *)spec->envp);
 	posix_spawn_file_actions_destroy(&actions);

@@ -29,6 +29,7 @@ typedef struct sm_proc_spec {
 	size_t input_len;
 	int stdout_fd;             /* SM_PROC_NULL, SM_PROC_PIPE, SM_PROC_CAPTURE or a descriptor */
 	const char *tmp_dir;       /* where the temporary files go; NULL: /tmp */
+	int keep_fd;               /* > 2: a close-on-exec descriptor the child keeps, same number */
 } sm_proc_spec;
 
 /* A running child. */

@@ -93,6 +93,13 @@ static const tree_entry *tree_find(const tree_list *list, const char *name)
 	return NULL;
 }
 
+/* Returns 1 for a regular file: not a tree, submodule or symbolic link. */
+static int is_file(const tree_entry *entry)
+{
+	return entry && strcmp(entry->type, "blob") == 0 &&
+	       (strcmp(entry->mode, "100644") == 0 || strcmp(entry->mode, "100755") == 0);
+}
+
 /* Runs git with `args` and fails with git's message unless it exits 0. */
 static int git_ok(git_vault *gv, const char *what, const char *const *args, sm_buf *out)
 {
@@ -359,13 +366,59 @@ static int prefetch_blobs(git_vault *gv, const char *const *oids, size_t count)
 	return rc;
 }
 
+/* lens[i] of a blob that read_blobs() skipped for its size. */
+#define TOO_LARGE SIZE_MAX
+
+/* Sets lens[i] to TOO_LARGE for each blob of more than `max` bytes, from `git cat-file --batch-check`. */
+static int check_sizes(git_vault *gv, const char *const *oids, size_t count, size_t max,
+		       size_t *lens)
+{
+	const char *args[] = { "cat-file", "--batch-check", NULL };
+	git_cmd cmd = { .args = args };
+	sm_buf input = SM_BUF_INIT(0), out = SM_BUF_INIT(0), err = SM_BUF_INIT(ERR_MAX);
+	const char *p;
+	int rc = 0, status;
+
+	for (size_t i = 0; !rc && i < count; i++)
+		rc = sm_buf_printf(&input, "%s\n", oids[i]);
+	if (rc)
+		goto done;
+	cmd.input = input.data;
+	cmd.input_len = input.len;
+	rc = sm_git_run(gv, &cmd, &out, &err, &status);
+	if (!rc && status != 0)
+		rc = sm_git_fail(gv, "reading file sizes", err.data);
+	p = out.data;
+	for (size_t i = 0; !rc && i < count; i++) {
+		unsigned long long size;
+		char type[16];
+
+		if (!p || !*p) {
+			rc = sm_error_set(SM_ERROR, "git cat-file --batch-check stopped early");
+			break;
+		}
+		/* "<oid> <type> <size>", or "<oid> missing", which read_blobs() reports */
+		if (sscanf(p, "%*s %15s %llu", type, &size) == 2 && size > max)
+			lens[i] = TOO_LARGE;
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+done:
+	sm_buf_release(&input);
+	sm_buf_release(&out);
+	sm_buf_release(&err);
+	return rc;
+}
+
 /*
  * Reads blobs with `git cat-file --batch`. `outs[i]` receives a new
  * NUL-terminated copy of blob `oids[i]` and `lens[i]` its size, or NULL
- * when git reports it missing.
+ * when git reports it missing, or NULL and TOO_LARGE when it has more than
+ * `max` bytes. Sizes are checked first, so a huge blob is never unpacked.
  */
-static int read_blobs(git_vault *gv, const char *const *oids, size_t count, char **outs,
-		      size_t *lens)
+static int read_blobs(git_vault *gv, const char *const *oids, size_t count, size_t max,
+		      char **outs, size_t *lens)
 {
 	const char *args[] = { "cat-file", "--batch", NULL };
 	git_cmd cmd = { .args = args };
@@ -376,9 +429,11 @@ static int read_blobs(git_vault *gv, const char *const *oids, size_t count, char
 	for (size_t i = 0; i < count; i++) {
 		outs[i] = NULL;
 		lens[i] = 0;
-		if (!rc)
-			rc = sm_buf_printf(&input, "%s\n", oids[i]);
 	}
+	rc = check_sizes(gv, oids, count, max, lens);
+	for (size_t i = 0; !rc && i < count; i++)
+		if (lens[i] != TOO_LARGE)
+			rc = sm_buf_printf(&input, "%s\n", oids[i]);
 	if (rc)
 		goto done;
 	cmd.input = input.data;
@@ -391,7 +446,9 @@ static int read_blobs(git_vault *gv, const char *const *oids, size_t count, char
 	p = out.data;
 	end = out.data + out.len;
 	for (size_t i = 0; i < count; i++) {
-		const char *nl = p ? memchr(p, '\n', (size_t)(end - p)) : NULL;
+		if (lens[i] == TOO_LARGE)
+			continue;
+		const char *nl = p && p < end ? memchr(p, '\n', (size_t)(end - p)) : NULL;
 		unsigned long long size;
 		char header[160], type[16];
 
@@ -430,11 +487,14 @@ done:
 	return rc;
 }
 
-static int read_blob(git_vault *gv, const char *oid, char **out, size_t *len)
+static int read_blob(git_vault *gv, const char *oid, size_t max, char **out, size_t *len)
 {
-	int rc = read_blobs(gv, &oid, 1, out, len);
+	int rc = read_blobs(gv, &oid, 1, max, out, len);
 
-	if (!rc && !*out)
+	if (!rc && !*out && *len == TOO_LARGE)
+		rc = sm_error_set(SM_EINTEGRITY, "object %s of vault '%s' has more than the %zu "
+				  "bytes allowed", oid, gv->config->name, max);
+	else if (!rc && !*out)
 		rc = sm_error_set(SM_EINTEGRITY, "object %s of vault '%s' is missing from the "
 				  "repository", oid, gv->config->name);
 	return rc;
@@ -446,7 +506,7 @@ static char *metadata_id(const tree_entry *entry)
 	size_t len = strlen(entry->name);
 	char *id;
 
-	if (strcmp(entry->type, "blob") != 0 || len <= 5 || strcmp(entry->name + len - 5, ".json") != 0)
+	if (!is_file(entry) || len <= 5 || strcmp(entry->name + len - 5, ".json") != 0)
 		return NULL;
 	id = sm_strndup(entry->name, len - 5);
 	if (id && !sm_bundle_id_valid(id)) {
@@ -468,12 +528,12 @@ static int read_record(git_vault *gv, const snapshot *snap, const char *id, sm_r
 	if (!name)
 		return SM_ENOMEM;
 	entry = tree_find(&snap->metadata, name);
-	if (!entry) {
+	if (!is_file(entry)) {
 		rc = sm_error_set(SM_ENOTFOUND, "bundle '%s' not found in vault '%s'", id,
 				  gv->config->name);
 		goto done;
 	}
-	rc = read_blob(gv, entry->oid, &text, &len);
+	rc = read_blob(gv, entry->oid, SM_RECORD_MAX_BYTES, &text, &len);
 	if (!rc)
 		rc = sm_record_from_text(text, len, name, out);
 	if (!rc && strcmp((*out)->bundle_id, id) != 0) {
@@ -529,12 +589,15 @@ static int rebuild_index(git_vault *gv, const snapshot *snap, char **ids, size_t
 	}
 	if (count > 1 && (rc = prefetch_blobs(gv, oids, count)) != 0)
 		goto done;
-	rc = read_blobs(gv, oids, count, texts, lens);
+	rc = read_blobs(gv, oids, count, SM_RECORD_MAX_BYTES, texts, lens);
 	if (rc)
 		goto done;
 	for (size_t i = 0; i < count; i++) {
 		sm_record *record = NULL;
-		int bad = !texts[i] ? sm_error_set(SM_EINTEGRITY, "metadata file is missing")
+		int bad = !texts[i] && lens[i] == TOO_LARGE
+			? sm_error_set(SM_EINTEGRITY, "its metadata file has more than %d bytes",
+				       SM_RECORD_MAX_BYTES)
+			: !texts[i] ? sm_error_set(SM_EINTEGRITY, "metadata file is missing")
 			: sm_record_from_text(texts[i], lens[i], ids[i], &record);
 
 		if (!bad && strcmp(record->bundle_id, ids[i]) != 0)
@@ -591,8 +654,13 @@ static int read_index(git_vault *gv, const snapshot *snap, sm_record_list *out)
 
 	if (!index_entry) {
 		why = count ? "missing" : NULL;
-	} else if ((rc = read_blob(gv, index_entry->oid, &text, &len)) != 0) {
-		goto done;
+	} else if (!is_file(index_entry)) {
+		why = "corrupt";
+	} else if ((rc = read_blob(gv, index_entry->oid, SM_INDEX_MAX_BYTES, &text, &len)) != 0) {
+		if (rc != SM_EINTEGRITY)
+			goto done;
+		rc = 0;
+		why = "too large or missing";
 	} else if (sm_index_from_text(text, len, out) != 0) {
 		why = "corrupt";
 	} else if (!index_matches(out, ids, count)) {
@@ -776,6 +844,13 @@ static int stream_blob(git_vault *gv, const char *oid, int fd, uint64_t total,
 			rc = sm_error_set_errno(SM_EIO, errno, "cannot read the bundle from git");
 			break;
 		}
+		/* a blob larger than its record is corrupt: stop before it fills the disk */
+		if (total && *size + (uint64_t)n > total) {
+			rc = sm_error_set(SM_EINTEGRITY, "bundle blob %s in vault '%s' is corrupt: it has "
+					  "more than the %llu bytes its metadata says", oid,
+					  gv->config->name, (unsigned long long)total);
+			break;
+		}
 		EVP_DigestUpdate(ctx, chunk, (size_t)n);
 		if (sm_write_all(fd, chunk, (size_t)n) != 0) {
 			rc = sm_error_set_errno(SM_EIO, errno, "cannot write the bundle");
@@ -828,7 +903,7 @@ static int pull_body(git_vault *gv, void *arg)
 		goto done;
 	}
 	entry = tree_find(&snap.bundles, name);
-	if (!entry || strcmp(entry->type, "blob") != 0) {
+	if (!is_file(entry)) {
 		rc = sm_error_set(SM_EINTEGRITY, "vault '%s' has metadata for bundle '%s' but no "
 				  "file bundles/%s", gv->config->name, args->id, name);
 		goto done;
@@ -1427,6 +1502,9 @@ static int branch_valid(const char *branch)
 	if (len == 0 || len > 200 || branch[0] == '-' || branch[0] == '/' || branch[0] == '.' ||
 	    branch[len - 1] == '/' || branch[len - 1] == '.' || strstr(branch, "..") ||
 	    strstr(branch, "//") || strstr(branch, "/.") || (len >= 5 && strcmp(branch + len - 5, ".lock") == 0))
+		return 0;
+	/* git would create refs/heads/HEAD, which `git branch` itself refuses */
+	if (strcmp(branch, "HEAD") == 0)
 		return 0;
 	for (const char *p = branch; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&

@@ -3,6 +3,7 @@
  * transports and credentials, the askpass file, and git's errors.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -133,67 +135,45 @@ static char *url_origin(const char *url)
 			   (int)(authority + len - host), host);
 }
 
-/* A private directory for the askpass file: tmpfs where there is one. */
-static char *make_private_dir(const git_vault *gv)
-{
-	const char *runtime = getenv("XDG_RUNTIME_DIR");
-	const char *candidates[3] = { runtime, "/dev/shm", NULL };
-	char *cache_root = sm_strdup(gv->cache_dir), *slash, *dir = NULL;
-
-	if (cache_root && (slash = strrchr(cache_root, '/')) != NULL)
-		*slash = '\0';
-	candidates[2] = cache_root;
-	for (size_t i = 0; i < 3 && !dir; i++) {
-		struct stat st;
-
-		if (!candidates[i] || !*candidates[i] || stat(candidates[i], &st) != 0 ||
-		    !S_ISDIR(st.st_mode))
-			continue;
-		dir = sm_asprintf("%s/skillmeat-askpass-XXXXXX", candidates[i]);
-		if (dir && !mkdtemp(dir)) {
-			free(dir);
-			dir = NULL;
-		}
-	}
-	free(cache_root);
-	if (!dir)
-		sm_error_set_errno(SM_EIO, errno, "cannot create a private directory for git's "
-				   "askpass file");
-	return dir;
-}
-
 /*
  * Writes the askpass file: the origin the answers are for, the user name
- * and the password, one per line, readable by this user only.
+ * and the password, one per line. It is a memory file that no directory
+ * names: git and its helpers inherit it, other processes cannot open it
+ * by a path, and it goes away with this process, however that ends.
  */
 static int write_askpass_file(git_vault *gv)
 {
 	const char *user = gv->creds->fields[SM_CRED_USERNAME];
 	const char *password = gv->creds->fields[SM_CRED_PASSWORD];
 	char *origin = url_origin(gv->url);
-	int fd = -1, rc = 0;
+	int fd, rc = 0;
 
 	if (!origin)
 		return SM_ENOMEM;
-	gv->askpass_dir = make_private_dir(gv);
-	if (!gv->askpass_dir) {
-		rc = SM_EIO;
-		goto done;
-	}
-	gv->askpass_file = sm_path_join(gv->askpass_dir, "answers");
-	if (!gv->askpass_file) {
-		rc = SM_ENOMEM;
-		goto done;
-	}
-	fd = open(gv->askpass_file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || sm_write_all(fd, origin, strlen(origin)) != 0 ||
-	    sm_write_all(fd, "\n", 1) != 0 || sm_write_all(fd, user, strlen(user)) != 0 ||
-	    sm_write_all(fd, "\n", 1) != 0 || sm_write_all(fd, password, strlen(password)) != 0)
-		rc = sm_error_set_errno(SM_EIO, errno, "cannot write git's askpass file in '%s'",
-					gv->askpass_dir);
-done:
-	if (fd >= 0)
+	fd = memfd_create("skillmeat-askpass", MFD_CLOEXEC);
+	if (fd >= 0 && fd <= 2) {
+		/* keep 0-2 free: the children get their standard streams there */
+		int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
 		close(fd);
+		fd = moved;
+	}
+	if (fd < 0) {
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot create a memory file for git's "
+					"askpass helper");
+		goto done;
+	}
+	gv->askpass_fd = fd;
+	if (sm_write_all(fd, origin, strlen(origin)) != 0 || sm_write_all(fd, "\n", 1) != 0 ||
+	    sm_write_all(fd, user, strlen(user)) != 0 || sm_write_all(fd, "\n", 1) != 0 ||
+	    sm_write_all(fd, password, strlen(password)) != 0) {
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot write git's askpass file");
+		goto done;
+	}
+	gv->askpass_file = sm_asprintf("/proc/self/fd/%d", fd);
+	if (!gv->askpass_file)
+		rc = SM_ENOMEM;
+done:
 	free(origin);
 	return rc;
 }
@@ -226,28 +206,22 @@ int sm_git_begin(git_vault *gv)
 
 void sm_git_end(git_vault *gv)
 {
-	if (gv->askpass_file) {
+	if (gv->askpass_fd > 2) {
 		struct stat st;
-		int fd = open(gv->askpass_file, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 
-		/* overwrite before unlinking, in case the directory is not on tmpfs */
-		if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0) {
+		/* the pages go back to the kernel on close; clear them first all the same */
+		if (fstat(gv->askpass_fd, &st) == 0 && st.st_size > 0) {
 			char zeros[512] = { 0 };
 
 			for (off_t done = 0; done < st.st_size; done += (off_t)sizeof(zeros))
-				if (sm_write_all(fd, zeros, sizeof(zeros)) != 0)
+				if (pwrite(gv->askpass_fd, zeros, sizeof(zeros), done) < 0)
 					break;
-			fsync(fd);
 		}
-		if (fd >= 0)
-			close(fd);
-		unlink(gv->askpass_file);
+		close(gv->askpass_fd);
 	}
-	if (gv->askpass_dir)
-		rmdir(gv->askpass_dir);
+	gv->askpass_fd = 0;
 	free(gv->askpass_file);
-	free(gv->askpass_dir);
-	gv->askpass_file = gv->askpass_dir = NULL;
+	gv->askpass_file = NULL;
 	free_env(gv->env);
 	gv->env = NULL;
 }
@@ -322,6 +296,7 @@ int sm_git_start(git_vault *gv, const git_cmd *cmd, sm_proc *proc)
 	spec.input_len = cmd->input_len;
 	spec.stdout_fd = cmd->stdout_fd ? cmd->stdout_fd : SM_PROC_CAPTURE;
 	spec.tmp_dir = gv->cache_dir;
+	spec.keep_fd = gv->askpass_fd;
 	rc = sm_proc_start(proc, &spec);
 	if (rc == SM_ENOTFOUND)
 		rc = sm_error_set(SM_ENOTFOUND, "cannot run %s: install git to use git vaults",
@@ -445,23 +420,41 @@ static int prompt_matches(const char *prompt, const char *origin)
 	       strncasecmp(origin + scheme_len, host, host_len) == 0;
 }
 
+/* The descriptor named by "/proc/self/fd/N", or -1. */
+static int askpass_descriptor(const char *path)
+{
+	const char *digits = path + strlen("/proc/self/fd/");
+	char *end;
+	long fd;
+
+	if (strncmp(path, "/proc/self/fd/", strlen("/proc/self/fd/")) != 0 ||
+	    !isdigit((unsigned char)*digits))
+		return -1;
+	errno = 0;
+	fd = strtol(digits, &end, 10);
+	if (errno || *end || fd <= 2 || fd > INT_MAX)
+		return -1;
+	return (int)fd;
+}
+
 int sm_git_askpass_main(const char *prompt)
 {
 	const char *path = getenv(SM_GIT_ASKPASS_ENV);
 	char text[8192];
 	char *user, *password;
 	ssize_t len = 0, n;
+	struct stat st;
 	int fd, code = 1;
 
 	if (!path || !prompt)
 		return 1;
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	/* only an inherited memory file: never a path some other program put there */
+	fd = askpass_descriptor(path);
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0)
 		return 1;
 	while (len < (ssize_t)sizeof(text) - 1 &&
-	       (n = read(fd, text + len, sizeof(text) - 1 - (size_t)len)) > 0)
+	       (n = pread(fd, text + len, sizeof(text) - 1 - (size_t)len, len)) > 0)
 		len += n;
-	close(fd);
 	text[len] = '\0';
 	user = strchr(text, '\n');
 	password = user ? strchr(user + 1, '\n') : NULL;

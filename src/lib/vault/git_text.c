@@ -8,6 +8,9 @@
 #include "util/util.h"
 #include "vault/git_internal.h"
 
+/* Longest repository URL accepted; real ones are far shorter. */
+#define SM_GIT_URL_MAX 2048
+
 #define USE_INSTEAD "use https://HOST/PATH, ssh://[USER@]HOST[:PORT]/PATH or USER@HOST:PATH"
 
 /* Host names, IPv4 and bracketed IPv6 addresses. */
@@ -73,7 +76,8 @@ static int check_scheme_url(const char *url, const char *scheme, size_t scheme_l
 		return sm_error_set(SM_EINVALID, "the repository URL contains a password or token; "
 				    "give the URL without it and store the secret with 'skillmeat "
 				    "vault auth NAME --username USER --password'");
-	if (at && (at == authority || authority[0] == '-'))
+	/* git decodes %2d to '-' before it hands the user name to ssh */
+	if (at && (at == authority || authority[0] == '-' || strncasecmp(authority, "%2d", 3) == 0))
 		return sm_error_set(SM_EINVALID, "repository URL '%s' has an empty user name or one "
 				    "starting with '-'", url);
 	host = at ? at + 1 : authority;
@@ -156,6 +160,19 @@ int sm_git_check_url(const char *url, int allow_http)
 	if (url[0] == '-')
 		return sm_error_set(SM_EINVALID, "repository URL '%s' starts with '-'; " USE_INSTEAD,
 				    url);
+	if (strlen(url) > SM_GIT_URL_MAX)
+		return sm_error_set(SM_EINVALID, "the repository URL is longer than %d bytes; give "
+				    "a shorter one", SM_GIT_URL_MAX);
+	/* git decodes escapes in ssh:// and https:// URLs, so %0a would be a newline */
+	for (const char *p = url; (p = strchr(p, '%')) != NULL; p++) {
+		int hi = isxdigit((unsigned char)p[1]) ? p[1] : 0;
+		int lo = hi && isxdigit((unsigned char)p[2]) ? p[2] : 0;
+
+		if (lo && (hi == '0' || hi == '1' || (hi == '7' && (lo == 'f' || lo == 'F')) ||
+			   (hi == '2' && lo == '0')))
+			return sm_error_set(SM_EINVALID, "the repository URL contains an encoded space or "
+					    "control character (%%%c%c); give it without them", hi, lo);
+	}
 	prefix = transport_prefix(url);
 	if (prefix)
 		return sm_error_set(SM_EINVALID, "repository URL '%s' uses the unsupported transport "

@@ -13,7 +13,11 @@
 /* The git program; Debian installs it here. */
 #define SM_GIT_PROGRAM "/usr/bin/git"
 
-/* Environment variable naming the file the askpass helper answers from. */
+/*
+ * Environment variable naming the file the askpass helper answers from:
+ * "/proc/self/fd/N", a memory-only file that git and its helpers inherit
+ * as descriptor N and that disappears with this process, even on SIGKILL.
+ */
 #define SM_GIT_ASKPASS_ENV "SKILLMEAT_ASKPASS_FILE"
 
 typedef struct git_vault {
@@ -43,8 +47,8 @@ typedef struct git_vault {
 
 	/* during one operation */
 	char **env;               /* the children's environment */
-	char *askpass_dir;        /* 0700 directory of the askpass file, or NULL */
-	char *askpass_file;
+	int askpass_fd;           /* memory file with the askpass answers, > 2 while open */
+	char *askpass_file;       /* "/proc/self/fd/<askpass_fd>", or NULL */
 	int damaged;              /* git reported a broken cache repository */
 
 	/* when this handle last fetched the branch (CLOCK_MONOTONIC), if it did */
@@ -62,7 +66,7 @@ void sm_git_notify(const git_vault *gv, sm_log_level level, const char *fmt, ...
  */
 int sm_git_begin(git_vault *gv);
 
-/* Undoes sm_git_begin(): wipes and removes the askpass file, frees the environment. */
+/* Undoes sm_git_begin(): wipes and closes the askpass file, frees the environment. */
 void sm_git_end(git_vault *gv);
 
 /* One git invocation. `args` ends with NULL; git runs with --git-dir=<repo> unless `no_repo`. */
