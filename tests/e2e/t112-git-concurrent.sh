@@ -46,13 +46,16 @@ push_worker() {
 }
 
 # run_round ROUND HOME_PATTERN FIRST: starts $WORKERS push_workers together;
-# worker w uses SKILLMEAT_HOME ${HOME_PATTERN/W/w} and pushes $PER_WORKER
-# bundles from FIRST + w * PER_WORKER.
+# worker w uses SKILLMEAT_HOME HOME_PATTERN with a final "W" replaced by w
+# (only the final one: the scratch path may contain a W) and pushes
+# $PER_WORKER bundles from FIRST + w * PER_WORKER.
 run_round() {
-  local round=$1 pattern=$2 first=$3 w code pids=() failures=0 started
+  local round=$1 pattern=$2 first=$3 w code pids=() failures=0 started home
   rm -f "$TMP/start"
   for ((w = 0; w < WORKERS; w++)); do
-    push_worker "${pattern/W/$w}" $((first + w * PER_WORKER)) $((first + (w + 1) * PER_WORKER - 1)) \
+    home=$pattern
+    [ "${pattern: -1}" = W ] && home=${pattern%W}$w
+    push_worker "$home" $((first + w * PER_WORKER)) $((first + (w + 1) * PER_WORKER - 1)) \
       "$TMP/$round-worker-$w.log" &
     pids+=($!)
   done
