@@ -45,10 +45,10 @@ push_worker() {
   return "$failures"
 }
 
-# run_round ROUND HOME_PATTERN FIRST: starts $WORKERS push_workers together;
-# worker w uses SKILLMEAT_HOME HOME_PATTERN with a final "W" replaced by w
-# (only the final one: the scratch path may contain a W) and pushes
-# $PER_WORKER bundles from FIRST + w * PER_WORKER.
+# run_round ROUND HOME_PATTERN FIRST: starts $WORKERS push_workers together.
+# Worker w pushes $PER_WORKER bundles from FIRST + w * PER_WORKER. Its
+# SKILLMEAT_HOME is HOME_PATTERN with a final "W" replaced by w. Only the
+# final one changes, because the scratch path may contain a W as well.
 run_round() {
   local round=$1 pattern=$2 first=$3 w code pids=() failures=0 started home
   rm -f "$TMP/start"

@@ -332,7 +332,7 @@ lookup c3
 expect_out "vault remove kept other vaults" "password file conc-pw-3"
 
 # Removing the last stored field deletes the sealed file, so that later
-# commands do not ask for the passphrase of a file that holds nothing.
+# commands do not ask for the passphrase of an empty file.
 export SKILLMEAT_HOME="$TMP/solo"
 "$SM" vault add solo git https://git.example.com/team/vault.git >/dev/null
 printf 'only-pw\n' | SKILLMEAT_CREDENTIALS_PASSPHRASE="$PASSPHRASE" \
