@@ -19,6 +19,7 @@
 #include "util/util.h"
 #include "vault/connectors.h"
 #include "vault/plugins.h"
+#include "vault/pull_watch.h"
 #include "vault/record.h"
 
 #define MAX_REGISTERED 32
@@ -486,6 +487,21 @@ static int verify_pulled(const char *path, const sm_record *record)
 done:
 	sm_bundle_free(bundle);
 	return rc;
+}
+
+/* The watch of the pull that runs in this thread (pull_watch.h). */
+static _Thread_local sm_pull_watch *current_watch;
+
+void sm_pull_watch_set(sm_pull_watch *watch)
+{
+	current_watch = watch;
+}
+
+sm_pull_watch *sm_pull_watch_take(void)
+{
+	if (current_watch)
+		atomic_store(&current_watch->taken, 1);
+	return current_watch;
 }
 
 /* An fsync() run in a second thread; `error` is its errno, or 0. */
