@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "net/http.h"
+#include "vault/pull_watch.h"
 
 enum request_state {
 	STATE_IDLE = 0,   /* not started */
@@ -368,6 +369,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 			}
 			done += (size_t)n;
 		}
+		sm_pull_watch_wrote(req->watch, req->response_offset + req->written, len);
 		if (req->response_sha)
 			EVP_DigestUpdate(req->response_sha, data, len);
 		req->written += len;

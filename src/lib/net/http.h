@@ -91,6 +91,7 @@ struct sm_http_request {
 	uint64_t response_max;     /* file target: most body bytes accepted, 0 for no cap */
 	int resume;                /* after a broken transfer, continue with Range */
 	EVP_MD_CTX *response_sha;  /* a digest updated in order with the bytes written */
+	struct sm_pull_watch *watch; /* told of every write to response_fd (vault/pull_watch.h) */
 
 	sm_http_prepare_fn prepare;
 	sm_http_retryable_fn retryable;
