@@ -18,6 +18,7 @@
 #include <zip.h>
 
 #include "bundle_internal.h"
+#include "follow.h"
 
 #define ZIP_HOST_UNIX 3
 #define ZIP_HOST_MACOS 19
@@ -548,13 +549,19 @@ static int hash_entry(sm_entry_reader *reader, const sm_zip_entry *e, const char
 }
 
 static int verify_artifact(sm_bundle *b, size_t i, sm_entry_reader *reader, EVP_MD_CTX *ctx,
-			   struct verify_state *vs)
+			   struct verify_state *vs, const sm_zip_follower *followed,
+			   size_t *reused)
 {
 	const sm_artifact *a = &b->manifest.artifacts[i];
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	char actual[72], name[SM_BUNDLE_PATH_MAX + 1];
 	int damaged = 0, rc;
 
+	if (sm_zip_follower_artifact(followed, a->path, b->dir.entries, b->indexes[i], a->nfiles,
+				     digest)) {
+		(*reused)++;
+		goto compare;
+	}
 	if (!EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
 		return sm_error_set(SM_ERROR, "cannot set up SHA-256");
 	for (size_t j = 0; j < a->nfiles; j++) {
@@ -569,6 +576,7 @@ static int verify_artifact(sm_bundle *b, size_t i, sm_entry_reader *reader, EVP_
 	EVP_DigestFinal_ex(ctx, digest, NULL);
 	if (damaged)
 		return 0;
+compare:
 	memcpy(actual, SM_SHA256_PREFIX, 7);
 	sm_hex(digest, 32, actual + 7);
 	if (strcmp(actual, a->hash) != 0)
@@ -579,19 +587,30 @@ static int verify_artifact(sm_bundle *b, size_t i, sm_entry_reader *reader, EVP_
 
 int sm_bundle_verify(sm_bundle *bundle, sm_verify_cb cb, void *payload)
 {
+	return sm_bundle_verify_followed(bundle, NULL, cb, payload, NULL);
+}
+
+int sm_bundle_verify_followed(sm_bundle *bundle, const sm_zip_follower *followed,
+			      sm_verify_cb cb, void *payload, size_t *reused)
+{
 	struct verify_state vs = { cb, payload, 0 };
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	sm_entry_reader reader = { .fd = -1 };
 	char computed[72];
+	size_t reused_count = 0;
 	int rc = 0;
 
+	if (reused)
+		*reused = 0;
 	if (!ctx) {
 		rc = sm_error_set(SM_ENOMEM, "out of memory");
 		goto done;
 	}
 	rc = sm_entry_reader_init(&reader, bundle->fd, bundle->path);
 	for (size_t i = 0; i < bundle->manifest.nartifacts && !rc; i++)
-		rc = verify_artifact(bundle, i, &reader, ctx, &vs);
+		rc = verify_artifact(bundle, i, &reader, ctx, &vs, followed, &reused_count);
+	if (reused)
+		*reused = reused_count;
 	if (rc)
 		goto done;
 

@@ -38,6 +38,7 @@
 #include "util/util.h"
 #include "vault/connectors.h"
 #include "vault/http_vault_internal.h"
+#include "vault/pull_watch.h"
 #include "vault/record.h"
 
 #define BUNDLE_SUFFIX ".skillmeat-pack"
@@ -61,7 +62,8 @@ typedef struct http_get {
 	const char *relative;       /* path below the vault URL */
 	sm_buf *body;               /* memory target, or NULL */
 	int fd;                     /* file target when body is NULL */
-	EVP_MD_CTX *sha;            /* digest of what goes to fd */
+	EVP_MD_CTX *sha;            /* digest of what goes to fd, or NULL */
+	sm_pull_watch *watch;       /* told of what goes to fd, or NULL */
 	uint64_t total;             /* expected size, for progress */
 	const char *if_none_match;  /* ETag to revalidate, or NULL */
 
@@ -172,6 +174,7 @@ static int http_get_run(http_vault *hv, http_get *get)
 						    : SM_HTTP_VAULT_PULL_UNSIZED_MAX;
 			req.resume = 1;
 			req.response_sha = get->sha;
+			req.watch = get->watch;
 			req.progress = get_progress;
 			req.payload = hv;
 			req.user = get;
@@ -527,7 +530,9 @@ static int http_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 		rc = SM_ENOMEM;
 		goto done;
 	}
-	if (!EVP_DigestInit_ex(sha, EVP_sha256(), NULL)) {
+	/* with a watch, sm_vault_pull() checks the SHA-256 while the bytes arrive */
+	get.watch = sm_pull_watch_take();
+	if (!get.watch && !EVP_DigestInit_ex(sha, EVP_sha256(), NULL)) {
 		rc = sm_error_set(SM_ERROR, "cannot start SHA-256");
 		goto done;
 	}
@@ -535,7 +540,7 @@ static int http_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 	/* get.total also caps the download, so a server cannot send more than size_bytes */
 	get.relative = relative;
 	get.fd = fd;
-	get.sha = sha;
+	get.sha = get.watch ? NULL : sha;
 	get.total = record->size_bytes;
 	rc = http_get_run(hv, &get);
 	if (rc == SM_EINTEGRITY)
@@ -554,8 +559,6 @@ static int http_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 		goto done;
 	}
 
-	EVP_DigestFinal_ex(sha, digest, &digest_len);
-	sm_hex(digest, 32, hex);
 	if (record->size_bytes && get.written != record->size_bytes) {
 		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' is corrupt: the server "
 				  "sent %llu bytes, its metadata says %llu", bundle_id,
@@ -563,7 +566,11 @@ static int http_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 				  (unsigned long long)record->size_bytes);
 		goto done;
 	}
-	expected = sm_record_metadata_get(record, "sha256");
+	expected = get.watch ? NULL : sm_record_metadata_get(record, "sha256");
+	if (expected) {
+		EVP_DigestFinal_ex(sha, digest, &digest_len);
+		sm_hex(digest, 32, hex);
+	}
 	if (expected && strcmp(expected, hex) != 0) {
 		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' is corrupt: SHA-256 %s, "
 				  "its metadata says %s", bundle_id, hv->config->name, hex, expected);

@@ -19,6 +19,7 @@
 #include "util/util.h"
 #include "vault/connectors.h"
 #include "vault/plugins.h"
+#include "vault/pull_follow.h"
 #include "vault/pull_watch.h"
 #include "vault/record.h"
 
@@ -274,13 +275,13 @@ static void keep_first_problem(const char *problem, void *payload)
 }
 
 /*
- * Verifies a bundle like sm_bundle_verify(), and on a mismatch appends the
+ * Verifies a bundle like sm_bundle_verify_followed(), and on a mismatch appends the
  * first problem to the message, so the user learns which artifact differs.
  */
-static int verify_naming_problem(sm_bundle *bundle)
+static int verify_naming_problem(sm_bundle *bundle, const sm_zip_follower *followed)
 {
 	first_problem first = { "", 0 };
-	int rc = sm_bundle_verify(bundle, keep_first_problem, &first);
+	int rc = sm_bundle_verify_followed(bundle, followed, keep_first_problem, &first, NULL);
 	char message[1024];
 
 	if (rc != SM_EINTEGRITY || first.count == 0)
@@ -302,7 +303,7 @@ static void *verify_thread(void *arg)
 {
 	verify_job *job = arg;
 
-	job->rc = verify_naming_problem(job->bundle);
+	job->rc = verify_naming_problem(job->bundle, NULL);
 	if (job->rc)
 		snprintf(job->message, sizeof(job->message), "%s", sm_error_message());
 	return NULL;
@@ -461,7 +462,8 @@ static int same_file_contents(const char *a, const char *b, int *same)
 }
 
 /* Checks a pulled file: its own hashes and that it is the recorded bundle. */
-static int verify_pulled(const char *path, const sm_record *record)
+static int verify_pulled(const char *path, const sm_record *record,
+			 const sm_zip_follower *followed)
 {
 	sm_bundle *bundle = NULL;
 	int rc = sm_bundle_open(&bundle, path);
@@ -471,7 +473,7 @@ static int verify_pulled(const char *path, const sm_record *record)
 				   record->bundle_id);
 		goto done;
 	}
-	rc = verify_naming_problem(bundle);
+	rc = verify_naming_problem(bundle, followed);
 	if (rc) {
 		if (rc == SM_EINTEGRITY)
 			sm_error_wrap(rc, "bundle '%s' in the vault failed verification",
@@ -504,6 +506,43 @@ sm_pull_watch *sm_pull_watch_take(void)
 	return current_watch;
 }
 
+/*
+ * Settles what the follower of a finished download may stand for. A
+ * connector that took the watch left the SHA-256 check to the library,
+ * which is done here: from the follower when nothing was written twice,
+ * else by reading the file again. A connector that did not take it
+ * checked the file itself, so the follower stands for the file only when
+ * it read the recorded hash. Sets *followed to NULL when it cannot be used.
+ */
+static int check_download(const sm_record *record, const char *path, const sm_pull_watch *watch,
+			  const sm_zip_follower **followed, const char *followed_sha)
+{
+	const char *expected = sm_record_metadata_get(record, "sha256");
+	unsigned char digest[32];
+	char computed[65];
+	const char *actual = followed_sha;
+	int rc;
+
+	if (!atomic_load(&watch->taken)) {
+		if (!expected || !followed_sha || strcasecmp(followed_sha, expected) != 0)
+			*followed = NULL;
+		return 0;
+	}
+	if (atomic_load(&watch->rewritten) || !*followed) {
+		*followed = NULL;
+		if (!expected)
+			return 0;
+		if ((rc = sm_sha256_file(path, digest, NULL)) != 0)
+			return rc;
+		sm_hex(digest, sizeof(digest), computed);
+		actual = computed;
+	}
+	if (expected && strcasecmp(actual, expected) != 0)
+		return sm_error_set(SM_EINTEGRITY, "bundle '%s' in the vault is corrupt: SHA-256 %s, "
+				    "its metadata says %s", record->bundle_id, actual, expected);
+	return 0;
+}
+
 /* An fsync() run in a second thread; `error` is its errno, or 0. */
 typedef struct sync_job {
 	int fd;
@@ -524,6 +563,10 @@ int sm_vault_pull(sm_vault *vault, const char *bundle_id, const char *out_dir,
 	char *dest = NULL, *tmp = NULL, *name = NULL;
 	sm_record *record = NULL;
 	sync_job syncing = { -1, 0 };
+	sm_pull_watch watch = { 0 };
+	sm_pull_follow *follow = NULL;
+	const sm_zip_follower *followed = NULL;
+	const char *followed_sha = NULL;
 	int anonymous = 0;
 	pthread_t sync_thread;
 	int sync_started;
@@ -562,7 +605,17 @@ int sm_vault_pull(sm_vault *vault, const char *bundle_id, const char *out_dir,
 	rc = sm_staging_open(out_dir, dest, &tmp, &fd, &anonymous);
 	if (rc)
 		goto done;
+	/* a second thread verifies what the connector has written so far */
+	rc = sm_pull_follow_start(&follow, fd, &watch);
+	if (rc)
+		goto done;
+	sm_pull_watch_set(&watch);
 	rc = vault->pull(vault, bundle_id, fd, &record);
+	sm_pull_watch_set(NULL);
+	followed = sm_pull_follow_finish(follow, rc == 0, &followed_sha);
+	if (rc)
+		goto done;
+	rc = check_download(record, tmp, &watch, &followed, followed_sha);
 	if (rc)
 		goto done;
 
@@ -571,7 +624,7 @@ int sm_vault_pull(sm_vault *vault, const char *bundle_id, const char *out_dir,
 	sync_started = pthread_create(&sync_thread, NULL, fsync_thread, &syncing) == 0;
 	if (!sync_started)
 		fsync_thread(&syncing);
-	rc = verify_pulled(tmp, record);
+	rc = verify_pulled(tmp, record, followed);
 	if (sync_started)
 		pthread_join(sync_thread, NULL);
 	if (!rc && syncing.error)
@@ -605,6 +658,7 @@ int sm_vault_pull(sm_vault *vault, const char *bundle_id, const char *out_dir,
 	}
 	rc = sm_fsync_parent(dest);
 done:
+	sm_pull_follow_free(follow);
 	if (fd >= 0)
 		close(fd);
 	if (tmp && !anonymous)
