@@ -29,7 +29,7 @@ static char *source_path(const char *rel)
 
 	if (!root)
 		fail_msg("SKILLMEAT_SOURCE_DIR is not set; run the tests through ctest");
-	path = sm_asprintf("%s/%s", root, rel);
+	path = sm_asprintf("%s/%s", root ? root : ".", rel);
 	assert_non_null(path);
 	return path;
 }

@@ -332,7 +332,7 @@ int s3_call_perform(s3_call *call)
 	s3_vault *sv = call->sv;
 
 	for (;;) {
-		char *region;
+		char *region, *old_region;
 		int rc = sm_http_perform(sv->http, &call->req);
 
 		if (rc)
@@ -343,11 +343,16 @@ int s3_call_perform(s3_call *call)
 			return 0;
 		}
 		sv->region_followed = 1;
-		s3_notify(sv, SM_LOG_WARN, "bucket '%s' of vault '%s' is in region '%s', not '%s'; "
-		       "using '%s' (set region = \"%s\" to skip this request)", sv->settings.bucket,
-		       sv->config->name, region, sv->settings.region, region, region);
-		rc = sm_s3_settings_set_region(&sv->settings, region);
+		/* the region comes from the server: check it before it reaches a message */
+		old_region = sm_strdup(sv->settings.region);
+		rc = old_region ? sm_s3_settings_set_region(&sv->settings, region) : SM_ENOMEM;
+		if (!rc)
+			s3_notify(sv, SM_LOG_WARN, "bucket '%s' of vault '%s' is in region '%s', not "
+				  "'%s'; using '%s' (set region = \"%s\" to skip this request)",
+				  sv->settings.bucket, sv->config->name, region, old_region, region,
+				  region);
 		free(region);
+		free(old_region);
 		if (!rc)
 			rc = call_set_url(call);
 		if (rc)
