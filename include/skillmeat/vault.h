@@ -93,6 +93,18 @@ int sm_index_to_text(const sm_record_list *list, char **out);
 /** Appends `record` to `list`, which takes ownership (also on failure). */
 int sm_record_list_append(sm_record_list *list, sm_record *record);
 
+/**
+ * Decides a push of `record` onto an id the vault already stores. `old`
+ * is the stored record (NULL when unknown); this function frees it.
+ * `identical` says whether the stored bytes equal the pushed ones; then
+ * `record` takes the stored uploaded_at and vault_path, so the caller
+ * reports what is in the vault. Returns 0 when the push is a no-op
+ * (identical) or may replace the bundle (`force`), else SM_EEXISTS with a
+ * message that names `vault_name` and says how to push another version.
+ */
+int sm_push_settle_existing(sm_record *record, sm_record *old, int identical, int force,
+			    const char *vault_name);
+
 /** Filter for listing. Members may be NULL / 0. Strings are borrowed. */
 typedef struct sm_list_filter {
 	/** Case-insensitive substring of the name, or a glob when it has * or ?. */

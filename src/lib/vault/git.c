@@ -1283,26 +1283,7 @@ static int check_existing(git_vault *gv, const snapshot *snap, sm_record *record
 			free(name);
 		}
 	}
-	if (*identical && old) {
-		/* report the stored record, not the upload that did not happen */
-		char *uploaded = sm_strdup(old->uploaded_at), *path = sm_strdup(old->vault_path);
-
-		if (uploaded && path) {
-			free(record->uploaded_at);
-			free(record->vault_path);
-			record->uploaded_at = uploaded;
-			record->vault_path = path;
-		} else {
-			free(uploaded);
-			free(path);
-		}
-	}
-	sm_record_free(old);
-	if (*identical || force)
-		return 0;
-	return sm_error_set(SM_EEXISTS, "bundle '%s' already exists in vault '%s'; versions are "
-			    "immutable: push with another --version, or use --force to replace it",
-			    record->bundle_id, gv->config->name);
+	return sm_push_settle_existing(record, old, *identical, force, gv->config->name);
 }
 
 static int push_body(git_vault *gv, void *arg)

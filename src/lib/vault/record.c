@@ -344,3 +344,28 @@ int sm_index_to_text(const sm_record_list *list, char **out)
 	json_decref(index);
 	return *out ? 0 : sm_error_set(SM_ENOMEM, "cannot serialise the index");
 }
+
+int sm_push_settle_existing(sm_record *record, sm_record *old, int identical, int force,
+			    const char *vault_name)
+{
+	if (identical && old) {
+		/* report the stored record, not the upload that did not happen */
+		char *uploaded = sm_strdup(old->uploaded_at), *path = sm_strdup(old->vault_path);
+
+		if (uploaded && path) {
+			free(record->uploaded_at);
+			free(record->vault_path);
+			record->uploaded_at = uploaded;
+			record->vault_path = path;
+		} else {
+			free(uploaded);
+			free(path);
+		}
+	}
+	sm_record_free(old);
+	if (identical || force)
+		return 0;
+	return sm_error_set(SM_EEXISTS, "bundle '%s' already exists in vault '%s'; versions are "
+			    "immutable: push with another --version, or use --force to replace it",
+			    record->bundle_id, vault_name);
+}
