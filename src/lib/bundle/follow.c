@@ -1,9 +1,9 @@
 /*
  * The follower of follow.h: a small state machine over the bytes of a
- * zip archive. Local headers are parsed as they come; entries it cannot
- * follow safely (data descriptors, zip64 sizes, encryption, unknown
- * methods) stop the parsing, and the rest of the archive is then verified
- * from the file as usual. The SHA-256 of the whole stream is kept in any
+ * zip archive, which parses each local header as it arrives. An entry it
+ * cannot follow safely (data descriptor, zip64 sizes, encryption, unknown
+ * method) stops the parsing. The rest of the archive is then verified from
+ * the file as usual. The SHA-256 of the whole stream is computed in any
  * case.
  */
 #include <stdlib.h>
@@ -135,7 +135,7 @@ static size_t artifact_prefix_len(const char *name, size_t len)
 	return 0;
 }
 
-/* Finds or starts the artifact of the current entry; NULL when it cannot be followed. */
+/* Finds or starts the artifact of the current entry. Sets NULL when it cannot be followed. */
 static int enter_artifact(sm_zip_follower *f, followed_artifact **out)
 {
 	size_t plen = artifact_prefix_len(f->name.data, f->name.len);
@@ -181,14 +181,14 @@ static int enter_artifact(sm_zip_follower *f, followed_artifact **out)
 	return 0;
 }
 
-/* Parses a complete local header; returns 0 to go on or 1 to stop following. */
+/* Parses a complete local header. Returns 0 to continue, or 1 to stop following. */
 static int parse_header(sm_zip_follower *f)
 {
 	const unsigned char *h = f->header;
 	uint16_t flags = sm_le16(h + 6);
 
 	if (memcmp(h, "PK\3\4", 4) != 0)
-		return 1; /* the central directory, or bytes the file check will judge */
+		return 1; /* the central directory, or bytes that the final check judges */
 	f->cur.offset = f->fed - LOCAL_HEADER_SIZE;
 	f->cur.method = sm_le16(h + 8);
 	f->cur.compressed = sm_le32(h + 18);

@@ -1,5 +1,5 @@
 /*
- * How a built-in connector tells sm_vault_pull() which bytes of the
+ * How a built-in connector reports to sm_vault_pull() which bytes of the
  * download are final, so the library can verify the bundle while it is
  * still arriving instead of after.
  *
@@ -55,7 +55,7 @@ static inline void sm_pull_watch_wrote(sm_pull_watch *watch, uint64_t offset, ui
 		atomic_store(&watch->rewritten, 1);
 }
 
-/* Moves `ready` up to `ready` (never down). NULL `watch` is a no-op. */
+/* Raises the watch's mark to `ready`, and never lowers it. NULL `watch` is a no-op. */
 static inline void sm_pull_watch_advance(sm_pull_watch *watch, uint64_t ready)
 {
 	if (watch && ready > atomic_load_explicit(&watch->ready, memory_order_relaxed))
