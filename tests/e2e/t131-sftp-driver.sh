@@ -90,8 +90,9 @@ vadd home "sftp://$SSH_USER@127.0.0.1:$SSHD_PORT/~/$(realpath -m --relative-to="
 vauth_key home "$SSH_KEY"
 check "location relative to the login directory" [ "$(vids home)" = "$(vids main)" -a -n "$(vids main)" ]
 
-# an sshd that offers only algorithms the connector never uses: CBC ciphers
-# or SHA-1 MACs, then one that offers only the connector's later choices
+# Servers that offer only algorithms the connector never uses (CBC ciphers,
+# SHA-1 and MD5 MACs) are rejected. One that offers only the connector's
+# later choices still connects.
 start_restricted_sshd() {
   local d=$TMP/sshd-$1
   mkdir -p "$d"
