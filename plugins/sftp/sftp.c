@@ -1002,6 +1002,11 @@ static int sftp_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 	int rc = 0, changed = 0;
 
 	for (int attempt = 0; attempt < PULL_ATTEMPTS; attempt++) {
+		/*
+		 * NOTE: this retry is the only place that writes `fd` again. It
+		 * truncates it to 0 bytes first, after a --force push replaced
+		 * the bundle while it was read.
+		 */
 		if (attempt && (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0))
 			return sm_error_set_errno(SM_EIO, errno, "cannot rewind the output file");
 		rc = pull_once(sv, bundle_id, fd, out, &changed);
