@@ -528,24 +528,28 @@ done:
  * Uploads the bundle to the temporary file `tmp`, hashing what it sends.
  * The buffer is refilled while earlier writes still wait for their
  * acknowledgements, so the SFTP requests stay pipelined. libssh2 expects
- * each call to start with the bytes it has not yet confirmed.
+ * each call to start with the bytes it has not yet confirmed. The worker
+ * hashes each read while libssh2 sends it, so those bytes stay in place
+ * until the worker is done with them.
  */
 static int upload(sftp_vault *sv, int fd, const char *tmp, unsigned char digest[32],
 		  uint64_t *size, uint64_t *server_time)
 {
 	LIBSSH2_SFTP_HANDLE *handle = NULL;
 	LIBSSH2_SFTP_ATTRIBUTES attrs;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	sftp_worker *hasher = NULL;
 	size_t cap = 2 * IO_BUFFER, start = 0, pending = 0;
 	char *buf = malloc(cap);
 	uint64_t read_offset = 0, sent = 0, total = 0;
 	struct stat st;
 	int rc = 0, eof = 0;
 
-	if (!ctx || !buf || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+	if (!buf) {
 		rc = sm_error_set(SM_ENOMEM, "out of memory");
 		goto done;
 	}
+	if ((rc = sftp_worker_start(&hasher, -1)) != 0)
+		goto done;
 	if (fstat(fd, &st) == 0)
 		total = (uint64_t)st.st_size;
 	handle = libssh2_sftp_open_ex(sv->sftp, tmp, (unsigned int)strlen(tmp),
@@ -559,6 +563,8 @@ static int upload(sftp_vault *sv, int fd, const char *tmp, unsigned char digest[
 		ssize_t n;
 
 		if (!eof && pending < IO_BUFFER) {
+			if ((rc = sftp_worker_wait(hasher)) != 0)
+				goto done;
 			memmove(buf, buf + start, pending);
 			start = 0;
 			n = pread(fd, buf + pending, cap - pending, (off_t)read_offset);
@@ -570,7 +576,8 @@ static int upload(sftp_vault *sv, int fd, const char *tmp, unsigned char digest[
 			}
 			if (n == 0)
 				eof = 1;
-			EVP_DigestUpdate(ctx, buf + pending, (size_t)n);
+			if ((rc = sftp_worker_submit(hasher, buf + pending, (size_t)n)) != 0)
+				goto done;
 			pending += (size_t)n;
 			read_offset += (uint64_t)n;
 			if (!pending)
@@ -586,7 +593,8 @@ static int upload(sftp_vault *sv, int fd, const char *tmp, unsigned char digest[
 		sent += (uint64_t)n;
 		report_progress(sv, sent, total);
 	}
-	EVP_DigestFinal_ex(ctx, digest, NULL);
+	if ((rc = sftp_worker_finish(hasher, digest)) != 0)
+		goto done;
 	*size = read_offset;
 	libssh2_sftp_fsync(handle);
 	if (libssh2_sftp_fstat(handle, &attrs) != 0) {
@@ -597,7 +605,8 @@ static int upload(sftp_vault *sv, int fd, const char *tmp, unsigned char digest[
 done:
 	if (handle && libssh2_sftp_close_handle(handle) != 0 && !rc)
 		rc = sftp_fail(sv, "close", tmp);
-	EVP_MD_CTX_free(ctx);
+	/* before the buffer goes: the worker may still hash from it */
+	sftp_worker_free(hasher);
 	free(buf);
 	return rc;
 }
@@ -873,24 +882,10 @@ done:
 
 /* ---- pull, list, delete ---- */
 
-/* Writes all of `len` bytes to a local descriptor. */
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return sm_error_set_errno(SM_EIO, errno, "cannot write the pulled bundle");
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /*
- * Streams the data of `id` to `fd` once, hashing it. *changed is set when
+ * Streams the data of `id` to `fd` once, hashing it. libssh2 reads into
+ * one buffer while the worker writes and hashes the other, strictly in
+ * order from offset 0. *changed is set when
  * the check fails and the metadata file, read again, differs from the one
  * read first, because a --force push replaced the bundle meanwhile. The
  * caller then retries.
@@ -899,13 +894,13 @@ static int pull_once(sftp_vault *sv, const char *id, int fd, sm_record **out, in
 {
 	LIBSSH2_SFTP_HANDLE *handle = NULL;
 	LIBSSH2_SFTP_ATTRIBUTES attrs;
-	EVP_MD_CTX *ctx = NULL;
+	sftp_worker *writer = NULL;
 	sm_record *record = NULL, *again = NULL;
-	char *path = NULL, *meta_text = NULL, *again_text = NULL, *buf = NULL, hex[65];
+	char *path = NULL, *meta_text = NULL, *again_text = NULL, *bufs[2] = { NULL, NULL }, hex[65];
 	unsigned char digest[32];
 	uint64_t size = 0, total = 0;
 	const char *expected;
-	int rc;
+	int rc, current = 0;
 
 	*out = NULL;
 	*changed = 0;
@@ -913,9 +908,9 @@ static int pull_once(sftp_vault *sv, const char *id, int fd, sm_record **out, in
 	if (rc)
 		return rc;
 	path = data_path(sv, id);
-	ctx = EVP_MD_CTX_new();
-	buf = malloc(IO_BUFFER);
-	if (!path || !ctx || !buf || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+	bufs[0] = malloc(IO_BUFFER);
+	bufs[1] = malloc(IO_BUFFER);
+	if (!path || !bufs[0] || !bufs[1]) {
 		rc = sm_error_set(SM_ENOMEM, "out of memory");
 		goto done;
 	}
@@ -938,8 +933,11 @@ static int pull_once(sftp_vault *sv, const char *id, int fd, sm_record **out, in
 	}
 	if (libssh2_sftp_fstat(handle, &attrs) == 0 && (attrs.flags & LIBSSH2_SFTP_ATTR_SIZE))
 		total = attrs.filesize;
+	if ((rc = sftp_worker_start(&writer, fd)) != 0)
+		goto done;
 	for (;;) {
-		ssize_t n = libssh2_sftp_read(handle, buf, IO_BUFFER);
+		/* libssh2 sizes its read-ahead by the buffer, so every call gets a whole one */
+		ssize_t n = libssh2_sftp_read(handle, bufs[current], IO_BUFFER);
 
 		if (n < 0) {
 			rc = sftp_fail(sv, "read", path);
@@ -951,12 +949,13 @@ static int pull_once(sftp_vault *sv, const char *id, int fd, sm_record **out, in
 		/* a file longer than its record is refused before the excess is written */
 		if (record->size_bytes && size > record->size_bytes)
 			break;
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
-		if ((rc = write_all(fd, buf, (size_t)n)) != 0)
+		if ((rc = sftp_worker_submit(writer, bufs[current], (size_t)n)) != 0)
 			goto done;
+		current = !current;
 		report_progress(sv, size, total);
 	}
-	EVP_DigestFinal_ex(ctx, digest, NULL);
+	if ((rc = sftp_worker_finish(writer, digest)) != 0)
+		goto done;
 	hex_digest(digest, hex);
 	expected = sm_record_metadata_get(record, "sha256");
 	if (record->size_bytes && size != record->size_bytes)
@@ -985,13 +984,15 @@ check_changed:
 done:
 	if (handle)
 		libssh2_sftp_close_handle(handle);
-	EVP_MD_CTX_free(ctx);
+	/* before the buffers go: the worker may still write from one */
+	sftp_worker_free(writer);
 	sm_record_free(record);
 	sm_record_free(again);
 	free(again_text);
 	free(meta_text);
 	free(path);
-	free(buf);
+	free(bufs[0]);
+	free(bufs[1]);
 	return rc;
 }
 
@@ -1001,6 +1002,11 @@ static int sftp_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 	int rc = 0, changed = 0;
 
 	for (int attempt = 0; attempt < PULL_ATTEMPTS; attempt++) {
+		/*
+		 * NOTE: this retry is the only place that writes `fd` again. It
+		 * truncates it to 0 bytes first, after a --force push replaced
+		 * the bundle while it was read.
+		 */
 		if (attempt && (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0))
 			return sm_error_set_errno(SM_EIO, errno, "cannot rewind the output file");
 		rc = pull_once(sv, bundle_id, fd, out, &changed);

@@ -108,4 +108,29 @@ int lock_try(sftp_vault *sv);
 int lock_check(sftp_vault *sv);
 void lock_release(sftp_vault *sv);
 
+/*
+ * worker.c: a thread that computes the SHA-256 of the transferred bytes
+ * and, with a file descriptor, writes them there in the order submitted.
+ */
+typedef struct sftp_worker sftp_worker;
+
+/* Starts a worker that writes to `fd`, or only hashes when `fd` is -1. */
+int sftp_worker_start(sftp_worker **out, int fd);
+
+/*
+ * Hands `len` bytes at `data` to the worker after its previous job is done.
+ * The caller leaves them unchanged until the next submit, wait or finish.
+ * Returns the failure of an earlier write, with its message.
+ */
+int sftp_worker_submit(sftp_worker *w, const char *data, size_t len);
+
+/* Waits until the last job is done; returns a write failure as submit does. */
+int sftp_worker_wait(sftp_worker *w);
+
+/* Waits for the last job and returns the SHA-256 of everything submitted. */
+int sftp_worker_finish(sftp_worker *w, unsigned char digest[32]);
+
+/* Waits for the running job, stops the thread and frees the worker. */
+void sftp_worker_free(sftp_worker *w);
+
 #endif

@@ -472,6 +472,67 @@ done:
 	free(name);
 }
 
+/*
+ * Ciphers and MACs to offer, in order of preference. Those this libssh2
+ * lacks are dropped. libssh2 1.10 has neither the AEAD ciphers nor the
+ * encrypt-then-MAC variants, so it settles on aes128-ctr with
+ * hmac-sha2-256. hmac-sha2-256 comes first because processors with SHA-256
+ * instructions hash it about twice as fast as SHA-512 (OpenSSL 3.0 on an
+ * AMD EPYC: 1.77 against 0.87 GB/s). CBC modes, arcfour, 3DES, Blowfish,
+ * CAST, SHA-1 and MD5 are never offered, and compression stays off
+ * (libssh2's default).
+ */
+static const char cipher_order[] = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,"
+	"chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr";
+static const char mac_order[] = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,"
+	"hmac-sha2-256,hmac-sha2-512";
+
+/*
+ * Sets the client-to-server and server-to-client preference of one kind of
+ * algorithm to the entries of `order` that libssh2 supports.
+ */
+static int offer_methods(sftp_vault *sv, int cs, int sc, const char *kind, const char *order)
+{
+	const char **supported = NULL;
+	/* the result is a subset of `order`, so it fits in a copy's size */
+	char *copy = strdup(order), *pref = calloc(1, strlen(order) + 1), *save = NULL;
+	size_t used = 0;
+	int nsupported, rc = 0;
+
+	if (!copy || !pref) {
+		rc = sm_error_set(SM_ENOMEM, "out of memory");
+		goto done;
+	}
+	nsupported = libssh2_session_supported_algs(sv->session, cs, &supported);
+	for (char *alg = strtok_r(copy, ",", &save); alg; alg = strtok_r(NULL, ",", &save)) {
+		int n;
+
+		for (n = 0; n < nsupported && strcmp(supported[n], alg) != 0; n++)
+			;
+		if (n == nsupported)
+			continue;
+		if (used)
+			pref[used++] = ',';
+		strcpy(pref + used, alg);
+		used += strlen(alg);
+	}
+	if (!used) {
+		rc = sm_error_set(SM_EUNSUPPORTED, "libssh2 %s supports none of the %s this connector "
+				  "accepts (%s); install a libssh2 built with OpenSSL", libssh2_version(0),
+				  kind, order);
+		goto done;
+	}
+	if (libssh2_session_method_pref(sv->session, cs, pref) != 0 ||
+	    libssh2_session_method_pref(sv->session, sc, pref) != 0)
+		rc = sftp_fail(sv, "set the SSH algorithms for", sv->host);
+done:
+	if (supported)
+		libssh2_free(sv->session, supported);
+	free(copy);
+	free(pref);
+	return rc;
+}
+
 /* Checks the server's host key against known_hosts; SM_EAUTH when not trusted. */
 static int check_host_key(sftp_vault *sv)
 {
@@ -647,6 +708,10 @@ int sftp_connect(sftp_vault *sv)
 	libssh2_session_set_blocking(sv->session, 1);
 	libssh2_session_set_timeout(sv->session, sv->timeout_ms);
 	prefer_known_key_types(sv);
+	if ((rc = offer_methods(sv, LIBSSH2_METHOD_CRYPT_CS, LIBSSH2_METHOD_CRYPT_SC, "ciphers",
+				 cipher_order)) != 0 ||
+	    (rc = offer_methods(sv, LIBSSH2_METHOD_MAC_CS, LIBSSH2_METHOD_MAC_SC, "MACs", mac_order)) != 0)
+		return rc;
 	if (libssh2_session_handshake(sv->session, sv->sock) != 0)
 		return sftp_fail(sv, "start an SSH session with", sv->host);
 	sftp_notify(sv, SM_LOG_DEBUG, "connected to '%s' port %d: cipher %s, MAC %s", sv->host, sv->port,

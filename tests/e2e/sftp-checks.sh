@@ -360,6 +360,12 @@ vrun main push "$TMP/big1.skillmeat-pack" --force
 expect "push after SIGKILLs" 0
 vrun main pull big1-v1 "$TMP/after-kill-final"
 check "big bundle pulls byte-identical" cmp -s "$TMP/big1.skillmeat-pack" "$TMP/after-kill-final/big1-v1.skillmeat-pack"
+# a local write that fails mid-way (4 MiB file size limit, SIGXFSZ ignored so
+# write() returns EFBIG) stops the pull with that error and leaves no file
+(ulimit -f 4096; trap '' XFSZ; vrun main pull big1-v1 "$TMP/pulled-limited"; exit "$CODE")
+CODE=$?
+expect_err "pull over the file size limit" 1 "cannot write the pulled bundle"
+check "that pull leaves no file" [ -z "$(ls -A "$TMP/pulled-limited" 2>/dev/null)" ]
 check "no lock left after SIGKILLs" [ ! -e "$VAULT/.skillmeat-lock" ]
 # every killed small push can be completed
 k_failures=0

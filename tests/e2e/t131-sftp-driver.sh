@@ -90,4 +90,32 @@ vadd home "sftp://$SSH_USER@127.0.0.1:$SSHD_PORT/~/$(realpath -m --relative-to="
 vauth_key home "$SSH_KEY"
 check "location relative to the login directory" [ "$(vids home)" = "$(vids main)" -a -n "$(vids main)" ]
 
+# Servers that offer only algorithms the connector never uses (CBC ciphers,
+# SHA-1 and MD5 MACs) are rejected. One that offers only the connector's
+# later choices still connects.
+start_restricted_sshd() {
+  local d=$TMP/sshd-$1
+  mkdir -p "$d"
+  RESTRICTED_PORT=$(free_port)
+  sed -e "s/^Port .*/Port $RESTRICTED_PORT/" -e "s|^PidFile .*|PidFile $d/sshd.pid|" \
+    "$TMP/sshd/sshd_config" >"$d/sshd_config"
+  printf '%s\n' "$2" >>"$d/sshd_config"
+  sed "s/^\[127.0.0.1\]:$SSHD_PORT /[127.0.0.1]:$RESTRICTED_PORT /" "$SSH_KNOWN_HOSTS" >"$d/known_hosts"
+  _spawn "$d/sshd.log" /usr/sbin/sshd -D -e -f "$d/sshd_config"
+  wait_port "$RESTRICTED_PORT"
+}
+for weak in "Ciphers aes128-cbc,aes256-cbc" "MACs hmac-sha1,hmac-md5"; do
+  start_restricted_sshd "${weak%% *}" "$weak" || { not_ok "sshd with $weak starts"; continue; }
+  vadd weak "sftp://$SSH_USER@127.0.0.1:$RESTRICTED_PORT$VAULT" \
+    known_hosts="$TMP/sshd-${weak%% *}/known_hosts"
+  vauth_key weak "$SSH_KEY"
+  vrun weak ls
+  expect_err "server with only $weak rejected" 8 "cannot start an SSH session"
+done
+start_restricted_sshd later "Ciphers aes256-ctr
+MACs hmac-sha2-512" || not_ok "sshd with aes256-ctr starts"
+vadd later "sftp://$SSH_USER@127.0.0.1:$RESTRICTED_PORT$VAULT" known_hosts="$TMP/sshd-later/known_hosts"
+vauth_key later "$SSH_KEY"
+check "aes256-ctr with hmac-sha2-512 connects" [ "$(vids later)" = "$(vids main)" -a -n "$(vids main)" ]
+
 finish
