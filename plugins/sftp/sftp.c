@@ -673,26 +673,7 @@ static int check_existing(sftp_vault *sv, sm_record *record, const char *sha_hex
 	*exists = 1;
 	old_sha = old ? sm_record_metadata_get(old, "sha256") : NULL;
 	*identical = old_sha && strcmp(old_sha, sha_hex) == 0;
-	if (*identical) {
-		/* report the stored record, not the upload that did not happen */
-		char *uploaded = strdup(old->uploaded_at), *path = strdup(old->vault_path);
-
-		if (uploaded && path) {
-			free(record->uploaded_at);
-			free(record->vault_path);
-			record->uploaded_at = uploaded;
-			record->vault_path = path;
-		} else {
-			free(uploaded);
-			free(path);
-		}
-	}
-	sm_record_free(old);
-	if (*identical || force)
-		return 0;
-	return sm_error_set(SM_EEXISTS, "bundle '%s' already exists in vault '%s'; versions are "
-			    "immutable: push with another --version, or use --force to replace it",
-			    record->bundle_id, sv->config->name);
+	return sm_push_settle_existing(record, old, *identical, force, sv->config->name);
 }
 
 /* Fills uploaded_at, vault_path, size and metadata "sha256" of a pushed record. */
