@@ -37,6 +37,8 @@ SRC=$ROOT
 set +u
 source "$ROOT/tests/servers/servers.sh"
 set -u
+# servers.sh's cleanup needs errexit off, or it can stop before TMP is removed
+trap 'set +e; _stop_servers' EXIT
 unset GIT_SSL_CAINFO AWS_CA_BUNDLE CURL_CA_BUNDLE SSL_CERT_FILE \
   http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 start_https
