@@ -159,6 +159,33 @@ typedef int (*sm_vault_push_fn)(sm_vault *self, int fd, sm_record *record,
 typedef int (*sm_vault_pull_fn)(sm_vault *self, const char *bundle_id, int fd,
 				sm_record **out);
 
+/**
+ * The pull watch: how a connector's pull() reports which bytes of `fd` are
+ * final, so the library verifies the bundle while it downloads.
+ * sm_pull_watch_take(), called in the thread that runs pull(), returns the
+ * watch of that pull (NULL outside sm_vault_pull()). A connector that
+ * takes it must then report every write to `fd` with
+ * sm_pull_watch_wrote(), from one thread at a time. A connector that writes
+ * ranges out of order reports the end of the finished prefix with
+ * sm_pull_watch_advance() instead. In return it may skip its own SHA-256
+ * of the file: the library compares the file with the record's "sha256".
+ * The connector still checks the size. Writing a byte again is allowed
+ * and only makes the library read the file again, but a write below the
+ * mark must be reported with sm_pull_watch_wrote() too.
+ */
+typedef struct sm_pull_watch sm_pull_watch;
+
+sm_pull_watch *sm_pull_watch_take(void);
+
+/** Reports `len` bytes written at `offset`. NULL `watch` is a no-op. */
+void sm_pull_watch_wrote(sm_pull_watch *watch, uint64_t offset, uint64_t len);
+
+/**
+ * Reports that bytes [0, `ready`) are written and final; the mark never
+ * moves down. NULL `watch` is a no-op.
+ */
+void sm_pull_watch_advance(sm_pull_watch *watch, uint64_t ready);
+
 /** List the records that pass `filter`, sorted by bundle id. */
 typedef int (*sm_vault_list_fn)(sm_vault *self, const sm_list_filter *filter,
 				sm_record_list *out);

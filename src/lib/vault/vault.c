@@ -506,6 +506,26 @@ sm_pull_watch *sm_pull_watch_take(void)
 	return current_watch;
 }
 
+void sm_pull_watch_wrote(sm_pull_watch *watch, uint64_t offset, uint64_t len)
+{
+	uint64_t ready;
+
+	if (!watch)
+		return;
+	/* one writer at a time, so reading and then storing the mark is safe */
+	ready = atomic_load_explicit(&watch->ready, memory_order_relaxed);
+	if (offset == ready)
+		atomic_store_explicit(&watch->ready, ready + len, memory_order_release);
+	else if (offset < ready)
+		atomic_store(&watch->rewritten, 1);
+}
+
+void sm_pull_watch_advance(sm_pull_watch *watch, uint64_t ready)
+{
+	if (watch && ready > atomic_load_explicit(&watch->ready, memory_order_relaxed))
+		atomic_store_explicit(&watch->ready, ready, memory_order_release);
+}
+
 /*
  * Settles what the follower of a finished download may stand for. A
  * connector that took the watch left the SHA-256 check to the library,
