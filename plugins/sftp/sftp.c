@@ -876,6 +876,7 @@ static int pull_once(sftp_vault *sv, const char *id, int fd, sm_record **out, in
 	LIBSSH2_SFTP_HANDLE *handle = NULL;
 	LIBSSH2_SFTP_ATTRIBUTES attrs;
 	sftp_worker *writer = NULL;
+	sm_pull_watch *watch = NULL;
 	sm_record *record = NULL, *again = NULL;
 	char *path = NULL, *meta_text = NULL, *again_text = NULL, *bufs[2] = { NULL, NULL }, hex[65];
 	unsigned char digest[32];
@@ -916,6 +917,9 @@ static int pull_once(sftp_vault *sv, const char *id, int fd, sm_record **out, in
 		total = attrs.filesize;
 	if ((rc = sftp_worker_start(&writer, fd)) != 0)
 		goto done;
+	/* with the watch, the library hashes the file while this thread reads */
+	watch = sm_pull_watch_take();
+	sftp_worker_watch(writer, watch);
 	for (;;) {
 		/* libssh2 sizes its read-ahead by the buffer, so every call gets a whole one */
 		ssize_t n = libssh2_sftp_read(handle, bufs[current], IO_BUFFER);
@@ -938,7 +942,7 @@ static int pull_once(sftp_vault *sv, const char *id, int fd, sm_record **out, in
 	if ((rc = sftp_worker_finish(writer, digest)) != 0)
 		goto done;
 	hex_digest(digest, hex);
-	expected = sm_record_metadata_get(record, "sha256");
+	expected = watch ? NULL : sm_record_metadata_get(record, "sha256");
 	if (record->size_bytes && size != record->size_bytes)
 		rc = sm_error_set(SM_EINTEGRITY, "bundle '%s' in vault '%s' is corrupt: it has %s%llu "
 				  "bytes, its metadata says %llu", id, sv->config->name,
@@ -986,7 +990,8 @@ static int sftp_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 		/*
 		 * NOTE: this retry is the only place that writes `fd` again. It
 		 * truncates it to 0 bytes first, after a --force push replaced
-		 * the bundle while it was read.
+		 * the bundle while it was read. The pull watch sees the write at
+		 * offset 0 and makes the library read the file again.
 		 */
 		if (attempt && (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0))
 			return sm_error_set_errno(SM_EIO, errno, "cannot rewind the output file");

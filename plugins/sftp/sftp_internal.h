@@ -118,6 +118,13 @@ typedef struct sftp_worker sftp_worker;
 int sftp_worker_start(sftp_worker **out, int fd);
 
 /*
+ * Reports the pull's writes to `watch` (see sm_pull_watch_take()) and
+ * stops hashing: the library then checks the SHA-256. Call before the
+ * first sftp_worker_submit().
+ */
+void sftp_worker_watch(sftp_worker *w, sm_pull_watch *watch);
+
+/*
  * Hands `len` bytes at `data` to the worker after its previous job is done.
  * The caller leaves them unchanged until the next submit, wait or finish.
  * Returns the failure of an earlier write, with its message.

@@ -27,13 +27,16 @@ struct sftp_worker {
 	const char *data;        /* the posted job; NULL while idle */
 	size_t len;
 	int write_errno;         /* first write failure; later jobs only hash */
+	sm_pull_watch *watch;    /* takes the writes and replaces the hash, or NULL */
+	uint64_t offset;         /* where the next write goes */
 	int stop;
 	int threaded;
 };
 
 static void run_job(sftp_worker *w, const char *data, size_t len)
 {
-	EVP_DigestUpdate(w->hash, data, len);
+	if (!w->watch)
+		EVP_DigestUpdate(w->hash, data, len);
 	while (w->fd >= 0 && !w->write_errno && len) {
 		ssize_t n = write(w->fd, data, len);
 
@@ -43,9 +46,16 @@ static void run_job(sftp_worker *w, const char *data, size_t len)
 			w->write_errno = errno;
 			break;
 		}
+		sm_pull_watch_wrote(w->watch, w->offset, (uint64_t)n);
+		w->offset += (uint64_t)n;
 		data += n;
 		len -= (size_t)n;
 	}
+}
+
+void sftp_worker_watch(sftp_worker *w, sm_pull_watch *watch)
+{
+	w->watch = watch;
 }
 
 static void *worker_main(void *arg)

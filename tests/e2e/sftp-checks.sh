@@ -195,7 +195,7 @@ cp "$VAULT/bundles/alpha-v1.0.skillmeat-pack" "$TMP/saved-data"
 size=$(stat -c %s "$TMP/saved-data")
 printf 'X' | dd of="$VAULT/bundles/alpha-v1.0.skillmeat-pack" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
 vrun main pull alpha-v1.0 "$TMP/pulled-tampered"
-expect_err "tampered data refused" 7 "corrupt"
+expect_err "tampered data refused" 7 "is corrupt: SHA-256"
 check "tampered pull writes nothing" [ -z "$(ls -A "$TMP/pulled-tampered" 2>/dev/null)" ]
 head -c $((size - 10)) "$TMP/saved-data" >"$VAULT/bundles/alpha-v1.0.skillmeat-pack"
 vrun main pull alpha-v1.0 "$TMP/pulled-truncated"
