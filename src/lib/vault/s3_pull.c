@@ -405,8 +405,12 @@ int s3_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **out)
 				EVP_DigestInit_ex(hash.sha, EVP_sha256(), NULL);
 		}
 	}
-	if (whole && (rc = pull_whole(sv, record, key, fd, &hash, &written)) != 0)
-		goto done;
+	if (whole) {
+		if ((rc = pull_whole(sv, record, key, fd, &hash, &written)) != 0)
+			goto done;
+		/* http.c cannot extend `ready` with a write that starts below it */
+		sm_pull_watch_advance(hash.watch, written);
+	}
 
 	if (hash.sha) {
 		EVP_DigestFinal_ex(hash.sha, digest, &digest_len);
