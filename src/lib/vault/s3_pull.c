@@ -195,7 +195,7 @@ static uint64_t object_size(const sm_http_request *req)
 }
 
 /*
- * Checks a finished range. A store that answers a range with the whole
+ * Checks a finished range. A store that responds to a range with the whole
  * object, or an object that changed between two ranges (another ETag),
  * makes the pull fall back to one GET of the whole object.
  */
