@@ -1,6 +1,7 @@
 /*
- * Pull from an S3 vault. A bundle of at least two part sizes is fetched as
- * byte ranges of part_size, with `concurrency` of them in flight. Each
+ * Pull from an S3 vault. With a concurrency above 1, a bundle of at least
+ * two part sizes is fetched as byte ranges of part_size, with `concurrency`
+ * of them in flight. Each
  * range is written with pwrite() at its own offset and resumed by itself
  * after a broken connection. Smaller bundles, and bundles whose record
  * lacks the size, are fetched with one GET. So is an object that a store
