@@ -1,12 +1,11 @@
 /*
  * Pull from an S3 vault. With a concurrency above 1, a bundle of at least
  * two part sizes is fetched as byte ranges of part_size, with `concurrency`
- * of them in flight. Each
- * range is written with pwrite() at its own offset and resumed by itself
- * after a broken connection. Smaller bundles, and bundles whose record
- * lacks the size, are fetched with one GET. So is an object that a store
- * sends whole instead of a range, whose size differs from the record, or
- * whose ETag changes between ranges.
+ * of them in flight. Each range is written with pwrite() at its own
+ * offset and resumed by itself after a broken connection. Smaller
+ * bundles, and bundles whose record lacks the size, are fetched with one
+ * GET. So is an object that a store sends whole instead of a range, whose
+ * size differs from the record, or whose ETag changes between ranges.
  *
  * The bytes from offset 0 that are final are reported to the pull watch
  * (vault/pull_watch.h) when sm_vault_pull() set one, and the library then
