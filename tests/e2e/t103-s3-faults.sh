@@ -84,6 +84,9 @@ check "no stray objects under the prefix" test "$(s3_keys flaky/ | grep -cv -e '
 
 # --- a cut download resumes with a Range request ---
 
+# fbig (22 MiB) is at least two part sizes, so it is pulled as byte ranges
+# of part_size, several in flight; each cut range resumes by itself.
+
 proxy_control '{"faults": "cut", "share": 0.5, "methods": "GET", "match": "/bundles/"}'
 from=$(proxy_lines)
 size=$(stat -c %s "$TMP/b/fbig.skillmeat-pack")
@@ -97,6 +100,24 @@ check "download resumes with Range requests ($ranges)" test "$ranges" -ge 1
 down=$(proxy_stats "$from" 'sum(x["down"] for x in r if "/bundles/" in x["target"])')
 check "resumed download fetches each byte about once ($down of $size)" \
   test "$down" -le $((size + size / 4))
+starts=$(proxy_stats "$from" "len(set(x['range'].split('=')[1].split('-')[0] for x in r
+  if '/bundles/' in x['target'] and 'range' in x and int(x['range'].split('=')[1].split('-')[0]) % $PART == 0))")
+check "pull requests every part-size range ($starts of 5)" test "$starts" -eq 5
+resumed=$(proxy_stats "$from" "sum(1 for x in r if '/bundles/' in x['target'] and 'range' in x
+  and int(x['range'].split('=')[1].split('-')[0]) % $PART != 0)")
+check "a cut range resumes where it stopped ($resumed)" test "$resumed" -ge 1
+conns=$(proxy_stats "$from" 'len(set(x["conn"] for x in r if "/bundles/" in x["target"]))')
+check "ranges use several connections ($conns)" test "$conns" -ge 2
+
+# a store that ignores Range: the pull falls back to one GET of the whole object
+proxy_control '{"faults": "no-range", "share": 1, "methods": "GET", "match": "/bundles/"}'
+from=$(proxy_lines)
+sm vault pull fbig-v1.0 --output "$TMP/dl-whole" --no-progress
+expect "pull from a store without ranges exits 0" 0
+check "pull from a store without ranges is byte-identical" cmp -s "$TMP/b/fbig.skillmeat-pack" \
+  "$TMP/dl-whole/fbig-v1.0.skillmeat-pack"
+whole=$(proxy_stats "$from" 'sum(1 for x in r if "/bundles/" in x["target"] and "range" not in x and x["status"] == 200)')
+check "pull from a store without ranges fetched the object whole ($whole)" test "$whole" -ge 1
 
 # --- Retry-After is honoured ---
 
@@ -145,6 +166,12 @@ sm vault pull f-5-v1.0 --output "$TMP/grown" --no-progress
 expect_err "pull of a body larger than its record exits 7" 7 "larger than its metadata says"
 check "pull of a grown body wrote nothing" test -z "$(ls -A "$TMP/grown" 2>/dev/null)"
 check "the store sent a grown body" test "$(faults_seen "$from" grow)" -ge 1
+
+from=$(proxy_lines)
+sm vault pull fbig-v1.0 --output "$TMP/grown-ranges" --no-progress
+expect_err "ranged pull of grown ranges exits 7" 7 "larger than its metadata says"
+check "ranged pull of grown ranges wrote nothing" test -z "$(ls -A "$TMP/grown-ranges" 2>/dev/null)"
+check "the store sent grown ranges" test "$(faults_seen "$from" grow)" -ge 1
 
 proxy_control '{"faults": "list-loop", "share": 1, "methods": "GET", "match": "list-type=2"}'
 from=$(proxy_lines)

@@ -21,6 +21,9 @@ can count requests and body bytes and damage whole requests:
               NextContinuationToken is always "loop", as a broken store would
   list-dup    forward the request, then send the response body with every
               <Contents> element of a listing twice
+  no-range    forward the request without its Range and If-Range headers, so
+              the server sends the whole object, as a store without range
+              support would
 
 Requests that pass the --methods and --match filters are numbered 1, 2, ...
 over all connections (from 1 again whenever the control file changes). With
@@ -58,7 +61,7 @@ import threading
 import time
 
 FAULT_KINDS = ("reset", "stall", "503", "503-retry", "cut", "grow", "list-loop",
-               "list-dup")
+               "list-dup", "no-range")
 GROW_BYTES = 1024 * 1024
 CHUNK = 65536
 MAX_HEAD = 65536
@@ -445,7 +448,8 @@ class Connection(threading.Thread):
 
         # forward the request; the proxy sends 100 Continue to the client itself
         self.connect_upstream()
-        forwarded = [(k, v) for k, v in headers if k.lower() != "expect"]
+        dropped = {"expect", "range", "if-range"} if fault == "no-range" else {"expect"}
+        forwarded = [(k, v) for k, v in headers if k.lower() not in dropped]
         self.server.sendall(build_head(start, forwarded))
         if expect:
             client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -297,6 +297,83 @@ static void resume_cut_download(void **state)
 	close(fd);
 }
 
+static void range_resumed_after_cut(void **state)
+{
+	server srv = { .responses = {
+			       "HTTP/1.1 206 Partial Content\r\nETag: \"v1\"\r\n"
+			       "Content-Range: bytes 100-109/200\r\nContent-Length: 10\r\n\r\n0123",
+			       "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 104-109/200\r\n"
+			       "Content-Length: 6\r\n\r\n456789" },
+		       .nresponses = 2 };
+	sm_http_client *client = client_new(1);
+	sm_http_request req;
+	char *url, content[16] = "";
+	int fd = temp_file(NULL);
+
+	server_start(&srv);
+	url = url_of(&srv, "/big");
+	sm_http_request_init(&req);
+	req.method = "GET";
+	req.url = url;
+	req.response_fd = fd;
+	req.response_offset = 100;
+	req.response_max = 10;
+	req.range_start = 100;
+	req.range_len = 10;
+	req.resume = 1;
+	assert_int_equal(sm_http_perform(client, &req), 0);
+	server_stop(&srv);
+
+	assert_int_equal(req.status, 206);
+	assert_int_equal(req.written, 10);
+	assert_non_null(strstr(srv.requests[0], "Range: bytes=100-109\r\n"));
+	assert_null(strstr(srv.requests[0], "If-Range:"));
+	assert_non_null(strstr(srv.requests[1], "Range: bytes=104-109\r\n"));
+	assert_non_null(strstr(srv.requests[1], "If-Range: \"v1\"\r\n"));
+	assert_int_equal(pread(fd, content, sizeof(content) - 1, 100), 10);
+	assert_string_equal(content, "0123456789");
+	sm_http_request_release(&req);
+	sm_http_client_free(client);
+	free(url);
+	close(fd);
+}
+
+static void range_answered_whole_fails(void **state)
+{
+	server srv = { .responses = { "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n"
+				      "01234567890123456789" },
+		       .nresponses = 1 };
+	sm_http_client *client = client_new(1);
+	sm_http_request req;
+	struct stat st;
+	char *url;
+	int fd = temp_file(NULL);
+
+	server_start(&srv);
+	url = url_of(&srv, "/big");
+	sm_http_request_init(&req);
+	req.method = "GET";
+	req.url = url;
+	req.response_fd = fd;
+	req.response_offset = 10;
+	req.range_start = 10;
+	req.range_len = 10;
+	req.resume = 1;
+	assert_int_equal(sm_http_perform(client, &req), SM_EIO);
+	server_stop(&srv);
+
+	assert_int_equal(req.status, 200);
+	assert_non_null(strstr(sm_error_message(), "whole object instead of the requested byte range"));
+	assert_non_null(strstr(srv.requests[0], "Range: bytes=10-19\r\n"));
+	assert_int_equal(req.written, 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	sm_http_request_release(&req);
+	sm_http_client_free(client);
+	free(url);
+	close(fd);
+}
+
 static void memory_response_capped(void **state)
 {
 	server srv = { .responses = { "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n01234567890123456789" },
@@ -484,6 +561,8 @@ int main(void)
 		cmocka_unit_test(memory_response_capped),
 		cmocka_unit_test(file_response_capped),
 		cmocka_unit_test(resume_capped_across_attempts),
+		cmocka_unit_test(range_resumed_after_cut),
+		cmocka_unit_test(range_answered_whole_fails),
 		cmocka_unit_test(resume_restarts_on_full_body),
 		cmocka_unit_test(resume_rejects_wrong_content_range),
 		cmocka_unit_test(plain_http_rejected),

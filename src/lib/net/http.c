@@ -331,13 +331,18 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 	if (req->range[0] && !req->range_checked && status == 206) {
 		uint64_t start;
 
-		/* a resumed download must continue exactly where the last one stopped */
-		if (content_range_start(req, &start) != 0 || start != req->written) {
+		/* a range or resumed download must start exactly at the byte asked for */
+		if (content_range_start(req, &start) != 0 || start != req->range_start + req->written) {
 			snprintf(req->error, sizeof(req->error), "a resumed download starts at the "
 				 "wrong offset");
 			return 0;
 		}
 		req->range_checked = 1;
+	} else if (req->range_len && status == 200) {
+		/* the whole resource would land at the range's offset */
+		snprintf(req->error, sizeof(req->error), "the server sent the whole object instead "
+			 "of the requested byte range");
+		return 0;
 	} else if (req->range[0] && !req->range_checked && status == 200) {
 		/* the server ignored the Range request and sends everything again */
 		req->written = 0;
@@ -425,14 +430,18 @@ static int start_attempt(sm_http_client *client, sm_http_request *req)
 				return sm_error_set(SM_ENOMEM, "cannot copy a digest");
 			req->sha_started = 1;
 		}
-		if (req->resume && req->written > 0) {
-			snprintf(req->range, sizeof(req->range), "Range: bytes=%llu-",
-				 (unsigned long long)req->written);
-		} else {
+		if (!req->resume || req->written == 0) {
 			req->written = 0;
 			if (req->response_sha)
 				EVP_MD_CTX_copy_ex(req->response_sha, req->sha_start);
 		}
+		if (req->range_len)
+			snprintf(req->range, sizeof(req->range), "Range: bytes=%llu-%llu",
+				 (unsigned long long)(req->range_start + req->written),
+				 (unsigned long long)(req->range_start + req->range_len - 1));
+		else if (req->written > 0)
+			snprintf(req->range, sizeof(req->range), "Range: bytes=%llu-",
+				 (unsigned long long)req->written);
 	}
 	req->attempts++;
 

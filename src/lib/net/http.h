@@ -13,7 +13,8 @@
  * (read with pread(), so the descriptor's offset is untouched). Response
  * bodies go to memory (an sm_buf with a size cap) or to a file descriptor
  * at an offset, optionally hashed with SHA-256 in the same pass and resumed
- * with a Range request after a broken connection. A body sent to a file
+ * with a Range request after a broken connection. A file target may also
+ * ask for one byte range of the resource. A body sent to a file
  * that grows past response_max ends the request with SM_EINTEGRITY.
  *
  * Proxies come from the usual environment variables (curl reads them).
@@ -89,6 +90,13 @@ struct sm_http_request {
 	int response_fd;           /* -1: none */
 	uint64_t response_offset;  /* where the body's first byte goes */
 	uint64_t response_max;     /* file target: most body bytes accepted, 0 for no cap */
+	/*
+	 * range_len != 0: fetch only bytes range_start to range_start +
+	 * range_len - 1 of the resource with a Range header. The response must
+	 * be a 206 that starts there; a 200 fails the request with SM_EIO.
+	 */
+	uint64_t range_start;
+	uint64_t range_len;
 	int resume;                /* after a broken transfer, continue with Range */
 	EVP_MD_CTX *response_sha;  /* a digest updated in order with the bytes written */
 	struct sm_pull_watch *watch; /* told of every write to response_fd (vault/pull_watch.h) */

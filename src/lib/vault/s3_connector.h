@@ -1,7 +1,8 @@
 /*
- * Internals shared by the two halves of the S3 connector: s3.c (requests,
- * errors, objects, index, listing, pull, delete) and s3_push.c (push,
- * multipart upload and its resumable state).
+ * Internals shared by the parts of the S3 connector: s3.c (requests,
+ * errors, objects, index, listing, delete), s3_push.c (push, multipart
+ * upload and its resumable state) and s3_pull.c (pull, whole or in
+ * byte ranges).
  */
 #ifndef SM_VAULT_S3_CONNECTOR_H
 #define SM_VAULT_S3_CONNECTOR_H
@@ -92,5 +93,8 @@ int s3_update_index(s3_vault *sv, const sm_record *record, const char *remove_id
 
 /* The push slot of the connector (s3_push.c). */
 int s3_push(sm_vault *self, int fd, sm_record *record, sm_push_opts *opts);
+
+/* The pull slot of the connector (s3_pull.c). */
+int s3_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **out);
 
 #endif
