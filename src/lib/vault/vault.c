@@ -514,10 +514,11 @@ void sm_pull_watch_wrote(sm_pull_watch *watch, uint64_t offset, uint64_t len)
 		return;
 	/* one writer at a time, so reading and then storing the mark is safe */
 	ready = atomic_load_explicit(&watch->ready, memory_order_relaxed);
-	if (offset == ready)
-		atomic_store_explicit(&watch->ready, ready + len, memory_order_release);
-	else if (offset < ready)
+	if (offset < ready)
 		atomic_store(&watch->rewritten, 1);
+	/* a write that starts at or below the mark and ends past it extends the mark */
+	if (offset <= ready && offset + len > ready)
+		atomic_store_explicit(&watch->ready, offset + len, memory_order_release);
 }
 
 void sm_pull_watch_advance(sm_pull_watch *watch, uint64_t ready)
