@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/sha.h>
 
+#include "bundle/bundle_internal.h"
 #include "bundle/follow.h"
 #include "skillmeat/bundle.h"
 #include "skillmeat/vault.h"
@@ -289,6 +291,122 @@ static void followed_verdict_matches_plain_verdict(void **state)
 	free(data);
 }
 
+/* ---- hand-made streams of stored local headers ---- */
+
+/* Appends a stored local header for `name` with `data`; `declared` is its uncompressed size. */
+static void put_stored(sm_buf *out, const char *name, const char *data, uint32_t declared)
+{
+	unsigned char h[30] = { 'P', 'K', 3, 4, 20 };
+	size_t nlen = strlen(name);
+	uint32_t clen = (uint32_t)strlen(data);
+
+	h[18] = clen & 0xff;
+	h[19] = clen >> 8 & 0xff;
+	h[22] = declared & 0xff;
+	h[23] = declared >> 8 & 0xff;
+	h[26] = nlen & 0xff;
+	h[27] = nlen >> 8 & 0xff;
+	assert_int_equal(sm_buf_put(out, h, sizeof(h)), 0);
+	assert_int_equal(sm_buf_put(out, name, nlen), 0);
+	assert_int_equal(sm_buf_put(out, data, clen), 0);
+}
+
+/* The central directory record that matches a put_stored() entry at `offset`. */
+static sm_zip_entry stored_entry(const char *name, uint64_t offset, uint64_t size)
+{
+	sm_zip_entry e = { 0 };
+
+	e.name = (char *)name;
+	e.name_len = strlen(name);
+	e.method = 0;
+	e.size = e.compressed = size;
+	e.offset = offset;
+	e.span_end = UINT64_MAX;
+	return e;
+}
+
+static sm_zip_follower *follow_buf(const sm_buf *stream)
+{
+	sm_zip_follower *f = NULL;
+	char sha[65];
+
+	assert_int_equal(sm_zip_follower_new(&f), 0);
+	assert_int_equal(sm_zip_follower_feed(f, stream->data, stream->len), 0);
+	assert_int_equal(sm_zip_follower_finish(f, sha), 0);
+	return f;
+}
+
+/*
+ * Damaged entries (1 byte declared, none stored) in SM_BUNDLE_MAX_ENTRIES
+ * folders of their own, then one good entry. Every local header counts
+ * toward the limit, so the good entry is past it and not followed; with
+ * a few damaged entries it is.
+ */
+static void damaged_entries_count_toward_the_entry_limit(void **state)
+{
+	const size_t counts[] = { 10, SM_BUNDLE_MAX_ENTRIES };
+	const char *good = "artifacts/skill/last/a.txt";
+
+	(void)state;
+	for (size_t c = 0; c < 2; c++) {
+		sm_buf stream = SM_BUF_INIT(0);
+		unsigned char digest[32] = { 0 }, expected[32];
+		size_t index = 0;
+		sm_zip_entry e;
+		sm_zip_follower *f;
+		char name[64];
+
+		for (size_t i = 0; i < counts[c]; i++) {
+			snprintf(name, sizeof(name), "artifacts/skill/d%07zu/x", i);
+			put_stored(&stream, name, "", 1);
+		}
+		e = stored_entry(good, stream.len, 1);
+		put_stored(&stream, good, "Z", 1);
+		f = follow_buf(&stream);
+		if (c == 0) {
+			assert_int_equal(sm_zip_follower_artifact(f, "artifacts/skill/last/", &e, &index, 1,
+								  digest), 1);
+			/* the artifact hash: the relative path, then the bytes */
+			assert_non_null(SHA256((const unsigned char *)"a.txtZ", 6, expected));
+			assert_memory_equal(digest, expected, 32);
+		} else {
+			assert_int_equal(sm_zip_follower_artifact(f, "artifacts/skill/last/", &e, &index, 1,
+								  digest), 0);
+		}
+		sm_zip_follower_free(f);
+		sm_buf_release(&stream);
+	}
+}
+
+/* A folder split by another folder's entry is read again; the other one is not. */
+static void split_folder_is_not_followed_and_the_other_is(void **state)
+{
+	const char *names[] = { "artifacts/skill/a/one", "artifacts/skill/b/two",
+				"artifacts/skill/a/three" };
+	sm_buf stream = SM_BUF_INIT(0);
+	sm_zip_entry dir[3];
+	size_t a_files[] = { 0, 2 }, b_files[] = { 1 };
+	unsigned char digest[32];
+	sm_zip_follower *f;
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++) {
+		dir[i] = stored_entry(names[i], stream.len, 1);
+		put_stored(&stream, names[i], "x", 1);
+	}
+	f = follow_buf(&stream);
+	assert_int_equal(sm_zip_follower_artifact(f, "artifacts/skill/a/", dir, a_files, 2, digest),
+			 0);
+	assert_int_equal(sm_zip_follower_artifact(f, "artifacts/skill/a/", dir, a_files, 1, digest),
+			 0);
+	assert_int_equal(sm_zip_follower_artifact(f, "artifacts/skill/b/", dir, b_files, 1, digest),
+			 1);
+	assert_int_equal(sm_zip_follower_artifact(f, "artifacts/skill/c/", dir, b_files, 1, digest),
+			 0);
+	sm_zip_follower_free(f);
+	sm_buf_release(&stream);
+}
+
 /* ---- sm_vault_pull() with a connector that streams a file ---- */
 
 enum stream_mode {
@@ -450,6 +568,8 @@ int main(void)
 		cmocka_unit_test(follower_of_another_archive_is_not_used),
 		cmocka_unit_test(tampered_file_fails_with_or_without_follower),
 		cmocka_unit_test(followed_verdict_matches_plain_verdict),
+		cmocka_unit_test(damaged_entries_count_toward_the_entry_limit),
+		cmocka_unit_test(split_folder_is_not_followed_and_the_other_is),
 		cmocka_unit_test(watched_and_unwatched_pulls_succeed),
 		cmocka_unit_test(byte_changed_after_it_was_followed_is_caught),
 		cmocka_unit_test(watched_pull_checks_the_recorded_hash),

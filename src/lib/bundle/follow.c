@@ -2,10 +2,12 @@
  * The follower of follow.h: a small state machine over the bytes of a
  * zip archive, which parses each local header as it arrives. An entry it
  * cannot follow safely (data descriptor, zip64 sizes, encryption, unknown
- * method) stops the parsing. The rest of the archive is then verified from
- * the file as usual. The SHA-256 of the whole stream is computed in any
- * case.
+ * method) stops the parsing, and so does a local header past the first
+ * SM_BUNDLE_MAX_ENTRIES, damaged or not. The rest of the archive is then
+ * verified from the file as usual. The SHA-256 of the whole stream is
+ * computed in any case.
  */
+#define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +73,8 @@ struct sm_zip_follower {
 	followed_artifact *arts;
 	size_t narts;
 	size_t arts_cap;
+	size_t *sorted;           /* indexes of arts by prefix, set by finish */
+	size_t headers;           /* local headers parsed, followed or not */
 	int finished;
 };
 
@@ -109,6 +113,7 @@ void sm_zip_follower_free(sm_zip_follower *f)
 	}
 	free(f->entries);
 	free(f->arts);
+	free(f->sorted);
 	if (f->zs_ready)
 		inflateEnd(&f->zs);
 	EVP_MD_CTX_free(f->whole);
@@ -144,15 +149,18 @@ static int enter_artifact(sm_zip_follower *f, followed_artifact **out)
 	*out = NULL;
 	if (!plen)
 		return 0;
-	for (size_t i = f->narts; i-- > 0;) {
-		a = &f->arts[i];
-		if (a->prefix_len != plen || memcmp(a->prefix, f->name.data, plen) != 0)
-			continue;
-		/* an artifact whose files are split by another artifact's cannot be followed */
-		if (i != f->narts - 1)
-			a->broken = 1;
-		*out = a->broken ? NULL : a;
-		return 0;
+	/*
+	 * Only the last artifact is compared, so each entry costs the same
+	 * however many folders came before. A folder that comes back after
+	 * another one starts a second artifact of the same prefix, and
+	 * sm_zip_follower_finish() marks both broken.
+	 */
+	if (f->narts) {
+		a = &f->arts[f->narts - 1];
+		if (a->prefix_len == plen && memcmp(a->prefix, f->name.data, plen) == 0) {
+			*out = a->broken ? NULL : a;
+			return 0;
+		}
 	}
 	if (f->narts == f->arts_cap) {
 		size_t cap = f->arts_cap ? f->arts_cap * 2 : 8;
@@ -198,8 +206,10 @@ static int parse_header(sm_zip_follower *f)
 	if ((flags & (FLAG_ENCRYPTED | FLAG_DATA_DESCRIPTOR)) || f->name_want == 0 ||
 	    f->name_want > SM_BUNDLE_PATH_MAX ||
 	    (f->cur.method != 0 && f->cur.method != 8) || f->cur.compressed == UINT32_MAX ||
-	    f->cur.size == UINT32_MAX || f->nentries >= SM_BUNDLE_MAX_ENTRIES)
+	    f->cur.size == UINT32_MAX || f->headers >= SM_BUNDLE_MAX_ENTRIES)
 		return 1;
+	/* damaged entries count too, because each may start an artifact that costs memory */
+	f->headers++;
 	f->name.len = 0;
 	return 0;
 }
@@ -372,15 +382,51 @@ int sm_zip_follower_feed(sm_zip_follower *f, const void *data, size_t len)
 	return rc;
 }
 
+/* Orders artifact `a` before or after the folder `prefix` of `plen` bytes. */
+static int compare_prefix(const followed_artifact *a, const char *prefix, size_t plen)
+{
+	int order = memcmp(a->prefix, prefix, a->prefix_len < plen ? a->prefix_len : plen);
+
+	if (order)
+		return order;
+	return a->prefix_len < plen ? -1 : a->prefix_len > plen;
+}
+
+static int compare_prefixes(const void *a, const void *b, void *arts)
+{
+	const followed_artifact *x = (const followed_artifact *)arts + *(const size_t *)a;
+	const followed_artifact *y = (const followed_artifact *)arts + *(const size_t *)b;
+
+	return compare_prefix(x, y->prefix, y->prefix_len);
+}
+
+/* Sorts the artifacts by prefix and breaks every folder that was split by another. */
+static int sort_artifacts(sm_zip_follower *f)
+{
+	f->sorted = malloc((f->narts ? f->narts : 1) * sizeof(*f->sorted));
+	if (!f->sorted)
+		return sm_error_set(SM_ENOMEM, "out of memory");
+	for (size_t i = 0; i < f->narts; i++)
+		f->sorted[i] = i;
+	qsort_r(f->sorted, f->narts, sizeof(*f->sorted), compare_prefixes, f->arts);
+	for (size_t i = 1; i < f->narts; i++)
+		if (compare_prefixes(&f->sorted[i - 1], &f->sorted[i], f->arts) == 0)
+			f->arts[f->sorted[i - 1]].broken = f->arts[f->sorted[i]].broken = 1;
+	return 0;
+}
+
 int sm_zip_follower_finish(sm_zip_follower *f, char hex[65])
 {
 	unsigned char digest[32];
+	int rc;
 
 	if (f->finished)
 		return sm_error_set(SM_ERROR, "follower finished twice");
 	f->finished = 1;
 	if (f->stage != IN_HEADER && f->stage != STOPPED && f->art)
 		f->art->broken = 1; /* the stream ended inside an entry */
+	if ((rc = sort_artifacts(f)) != 0)
+		return rc;
 	for (size_t i = 0; i < f->narts; i++)
 		if (!f->arts[i].broken && EVP_DigestFinal_ex(f->arts[i].ctx, f->arts[i].digest,
 							     NULL) != 1)
@@ -395,29 +441,37 @@ int sm_zip_follower_artifact(const sm_zip_follower *f, const char *prefix,
 			     const sm_zip_entry *dir, const size_t *indexes, size_t n,
 			     unsigned char digest[32])
 {
-	size_t plen = strlen(prefix);
+	size_t plen = strlen(prefix), lo = 0, hi;
+	const followed_artifact *a = NULL;
 
-	if (!f || !f->finished)
+	if (!f || !f->finished || !f->sorted)
 		return 0;
-	for (size_t i = 0; i < f->narts; i++) {
-		const followed_artifact *a = &f->arts[i];
+	/* a binary search of the sorted artifacts, so a manifest costs n log n */
+	hi = f->narts;
+	while (lo < hi && !a) {
+		size_t mid = lo + (hi - lo) / 2;
+		const followed_artifact *at = &f->arts[f->sorted[mid]];
+		int order = compare_prefix(at, prefix, plen);
 
-		if (a->prefix_len != plen || memcmp(a->prefix, prefix, plen) != 0)
-			continue;
-		if (a->broken || a->count != n)
-			return 0;
-		for (size_t j = 0; j < n; j++) {
-			const followed_entry *fe = &f->entries[a->first + j];
-			const sm_zip_entry *e = &dir[indexes[j]];
-
-			if (fe->offset != e->offset || fe->name_len != e->name_len ||
-			    memcmp(fe->name, e->name, e->name_len) != 0 || fe->method != e->method ||
-			    fe->compressed != e->compressed || fe->size != e->size ||
-			    fe->data_end > e->span_end)
-				return 0;
-		}
-		memcpy(digest, a->digest, 32);
-		return 1;
+		if (order < 0)
+			lo = mid + 1;
+		else if (order > 0)
+			hi = mid;
+		else
+			a = at;
 	}
-	return 0;
+	if (!a || a->broken || a->count != n)
+		return 0;
+	for (size_t j = 0; j < n; j++) {
+		const followed_entry *fe = &f->entries[a->first + j];
+		const sm_zip_entry *e = &dir[indexes[j]];
+
+		if (fe->offset != e->offset || fe->name_len != e->name_len ||
+		    memcmp(fe->name, e->name, e->name_len) != 0 || fe->method != e->method ||
+		    fe->compressed != e->compressed || fe->size != e->size ||
+		    fe->data_end > e->span_end)
+			return 0;
+	}
+	memcpy(digest, a->digest, 32);
+	return 1;
 }
