@@ -42,6 +42,9 @@ python3 "$TOOLS/hostile_zip.py" variants "$TMP/two.skillmeat-pack" "$TMP/variant
 check "hostile archives were written" test -s "$TMP/variants/plain.skillmeat-pack"
 good=0
 bad=0
+# not_in_err TEXT: passes when stderr of the last command lacks TEXT.
+not_in_err() { ! grep -qF -- "$1" "$ERR"; }
+
 for f in "$TMP/variants"/*.skillmeat-pack; do
   name=$(basename "$f" .skillmeat-pack)
   run "$SM" bundle verify "$f"
@@ -54,7 +57,8 @@ for f in "$TMP/variants"/*.skillmeat-pack; do
     check "$name: pulled file is the served one" cmp -s "$f" "$TMP/out-$name/$ID.skillmeat-pack"
   else
     bad=$((bad + 1))
-    expect_err "$name: pull fails as verify does" 7 "bundle '$ID' in the vault"
+    expect_err "$name: pull fails as verify does" 7 "bundle '$ID'"
+    check "$name: message names no staging file" not_in_err "/proc/self/fd"
     empty "$name: failed pull leaves nothing" "$TMP/out-$name"
   fi
 done
@@ -119,7 +123,7 @@ for mode in cut-range cut-norange redirect swap-mid; do
   empty "$mode, B's SHA-256: nothing left" "$TMP/out-http"
 done
 hpull cut-wrongrange A
-expect_err "resume at the wrong offset fails" 1 "a resumed download starts at the wrong offset"
+expect_err "resume at the wrong offset exits 8" 8 "a resumed download starts at the wrong offset"
 empty "resume at the wrong offset leaves nothing" "$TMP/out-http"
 
 # a server that ignores Range and sends the same bundle again: the file is read again and kept

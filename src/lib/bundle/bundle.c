@@ -421,7 +421,12 @@ static int match_files(struct open_state *st, sm_bundle *b)
 
 int sm_bundle_open(sm_bundle **out, const char *path)
 {
-	struct open_state st = { .label = path };
+	return sm_bundle_open_as(out, path, path);
+}
+
+int sm_bundle_open_as(sm_bundle **out, const char *path, const char *label)
+{
+	struct open_state st = { .label = label };
 	sm_bundle *b = NULL;
 	struct stat sb;
 	int fd, rc;
@@ -430,20 +435,20 @@ int sm_bundle_open(sm_bundle **out, const char *path)
 	fd = sm_open_regular(path, &rc);
 	if (fd < 0)
 		return rc == SM_EINVALID
-			? sm_error_set(rc, "invalid bundle '%s': not a regular file", path)
+			? sm_error_set(rc, "invalid bundle '%s': not a regular file", label)
 			: sm_error_wrap(rc, "cannot open bundle");
 	if (fstat(fd, &sb) != 0) {
-		rc = sm_error_set_errno(SM_EIO, errno, "cannot open bundle '%s'", path);
+		rc = sm_error_set_errno(SM_EIO, errno, "cannot open bundle '%s'", label);
 		goto done;
 	}
 	if (!S_ISREG(sb.st_mode)) {
-		rc = sm_error_set(SM_EINVALID, "invalid bundle '%s': not a regular file", path);
+		rc = sm_error_set(SM_EINVALID, "invalid bundle '%s': not a regular file", label);
 		goto done;
 	}
 	b = calloc(1, sizeof(*b));
 	if (b)
 		b->fd = -1;
-	if (!b || !(b->path = sm_strdup(path))) {
+	if (!b || !(b->path = sm_strdup(label))) {
 		rc = sm_error_set(SM_ENOMEM, "out of memory");
 		goto done;
 	}
@@ -452,7 +457,7 @@ int sm_bundle_open(sm_bundle **out, const char *path)
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
 	/* the archive's own bytes first, then libzip's view of them */
-	rc = sm_zip_dir_read(fd, b->archive_size, path, &st.dir);
+	rc = sm_zip_dir_read(fd, b->archive_size, label, &st.dir);
 	if (!rc)
 		rc = check_directory(&st, &b->uncompressed_size);
 	if (!rc)

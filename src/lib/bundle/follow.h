@@ -61,4 +61,10 @@ int sm_zip_follower_artifact(const sm_zip_follower *f, const char *prefix,
 int sm_bundle_verify_followed(sm_bundle *bundle, const sm_zip_follower *f, sm_verify_cb cb,
 			      void *payload, size_t *reused);
 
+/*
+ * sm_bundle_open() of the file at `path` that names it `label` in every
+ * message, for a staged download whose path means nothing to the user.
+ */
+int sm_bundle_open_as(sm_bundle **out, const char *path, const char *label);
+
 #endif

@@ -335,6 +335,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 		if (content_range_start(req, &start) != 0 || start != req->range_start + req->written) {
 			snprintf(req->error, sizeof(req->error), "a resumed download starts at the "
 				 "wrong offset");
+			req->bad_range = 1;
 			return 0;
 		}
 		req->range_checked = 1;
@@ -342,6 +343,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 		/* the whole resource would land at the range's offset */
 		snprintf(req->error, sizeof(req->error), "the server sent the whole object instead "
 			 "of the requested byte range");
+		req->bad_range = 1;
 		return 0;
 	} else if (req->range[0] && !req->range_checked && status == 200) {
 		/* the server ignored the Range request and sends everything again */
@@ -417,6 +419,7 @@ static int start_attempt(sm_http_client *client, sm_http_request *req)
 	req->range[0] = '\0';
 	req->range_checked = 0;
 	req->over_max = 0;
+	req->bad_range = 0;
 	if (req->response) {
 		req->response->len = 0;
 		if (req->response->data)
@@ -588,6 +591,9 @@ static int finish_attempt(sm_http_client *client, sm_http_request *req, CURLcode
 			? SM_EIO : SM_ENETWORK;
 		if (code == CURLE_WRITE_ERROR && strstr(req->error, "larger than"))
 			req->rc = req->over_max ? SM_EINTEGRITY : SM_EINVALID;
+		/* a server that breaks the Range protocol is a network fault, not a local one */
+		if (code == CURLE_WRITE_ERROR && req->bad_range)
+			req->rc = SM_ENETWORK;
 		if (code == CURLE_UNSUPPORTED_PROTOCOL)
 			req->rc = SM_EINVALID;
 		if (!transport_retryable(code))

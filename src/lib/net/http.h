@@ -132,6 +132,7 @@ struct sm_http_request {
 	char range[64];
 	int range_checked;
 	int over_max;              /* the body went past response_max */
+	int bad_range;             /* the server answered a Range request wrongly */
 	char if_range[160];        /* "If-Range: <ETag>" of the first response, for resuming */
 };
 

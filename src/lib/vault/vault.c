@@ -466,7 +466,8 @@ static int verify_pulled(const char *path, const sm_record *record,
 			 const sm_zip_follower *followed)
 {
 	sm_bundle *bundle = NULL;
-	int rc = sm_bundle_open(&bundle, path);
+	/* messages name the bundle, not the staging file (/proc/self/fd/N) */
+	int rc = sm_bundle_open_as(&bundle, path, record->bundle_id);
 
 	if (rc) {
 		rc = sm_error_wrap(SM_EINTEGRITY, "bundle '%s' in the vault is damaged",
@@ -474,12 +475,8 @@ static int verify_pulled(const char *path, const sm_record *record,
 		goto done;
 	}
 	rc = verify_naming_problem(bundle, followed);
-	if (rc) {
-		if (rc == SM_EINTEGRITY)
-			sm_error_wrap(rc, "bundle '%s' in the vault failed verification",
-				      record->bundle_id);
+	if (rc)
 		goto done;
-	}
 	if (*record->bundle_hash &&
 	    strcmp(record->bundle_hash, sm_bundle_manifest(bundle)->bundle_hash) != 0)
 		rc = sm_error_set(SM_EINTEGRITY,
