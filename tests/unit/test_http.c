@@ -463,6 +463,41 @@ static void resume_capped_across_attempts(void **state)
 	close(fd);
 }
 
+static void restart_with_shorter_body_truncates(void **state)
+{
+	/* 8 bytes of the first body, then a shorter whole body in answer to the Range request */
+	server srv = { .responses = {
+			       "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 10\r\n\r\nabcdefgh",
+			       "HTTP/1.1 200 OK\r\nETag: \"v2\"\r\nContent-Length: 3\r\n\r\n012" },
+		       .nresponses = 2 };
+	sm_http_client *client = client_new(1);
+	sm_http_request req;
+	struct stat st;
+	char *url, content[16] = "";
+	int fd = temp_file(NULL);
+
+	server_start(&srv);
+	url = url_of(&srv, "/shrinks");
+	sm_http_request_init(&req);
+	req.method = "GET";
+	req.url = url;
+	req.response_fd = fd;
+	req.resume = 1;
+	assert_int_equal(sm_http_perform(client, &req), 0);
+	server_stop(&srv);
+
+	assert_non_null(strstr(srv.requests[1], "Range: bytes=8-\r\n"));
+	assert_int_equal(req.written, 3);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, 3);
+	assert_int_equal(pread(fd, content, sizeof(content) - 1, 0), 3);
+	assert_string_equal(content, "012");
+	sm_http_request_release(&req);
+	sm_http_client_free(client);
+	free(url);
+	close(fd);
+}
+
 static void resume_restarts_on_full_body(void **state)
 {
 	/* the server ignores the Range request and sends the whole body again */
@@ -564,6 +599,7 @@ int main(void)
 		cmocka_unit_test(range_resumed_after_cut),
 		cmocka_unit_test(range_answered_whole_fails),
 		cmocka_unit_test(resume_restarts_on_full_body),
+		cmocka_unit_test(restart_with_shorter_body_truncates),
 		cmocka_unit_test(resume_rejects_wrong_content_range),
 		cmocka_unit_test(plain_http_rejected),
 	};

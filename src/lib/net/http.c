@@ -348,6 +348,12 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 	} else if (req->range[0] && !req->range_checked && status == 200) {
 		/* the server ignored the Range request and sends everything again */
 		req->written = 0;
+		/* a shorter new body must not leave the old tail behind */
+		if (ftruncate(req->response_fd, (off_t)req->response_offset) != 0) {
+			snprintf(req->error, sizeof(req->error), "cannot truncate the response file: %s",
+				 strerror(errno));
+			return 0;
+		}
 		if (req->response_sha)
 			EVP_MD_CTX_copy_ex(req->response_sha, req->sha_start);
 		req->range_checked = 1;
