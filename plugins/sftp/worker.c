@@ -3,11 +3,13 @@
  * and, for a pull, writes them to the local file, while the calling thread
  * goes on with libssh2. libssh2 1.10 encrypts and decrypts one 16-byte
  * block per OpenSSL call, which keeps the transfer thread busy, so the
- * hashing and the file writes are taken off it.
+ * hashing and the file writes are taken off it. A pull that took the
+ * library's pull watch reports each write to it and hashes nothing: the
+ * library checks the SHA-256.
  *
  * One job runs at a time, in the order submitted, so the file is written
- * strictly from offset 0 upwards and never rewritten. When the thread
- * cannot be started, each job runs in the caller's thread instead.
+ * strictly from offset 0 upwards. When the thread cannot be started, each
+ * job runs in the caller's thread instead.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -159,7 +161,7 @@ void sftp_worker_free(sftp_worker *w)
 		w->stop = 1;
 		pthread_cond_broadcast(&w->changed);
 		pthread_mutex_unlock(&w->lock);
-		/* the thread finishes the job it runs before it sees stop */
+		/* the thread finishes its current job before it checks stop */
 		pthread_join(w->thread, NULL);
 	}
 	pthread_mutex_destroy(&w->lock);
