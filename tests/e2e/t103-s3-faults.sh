@@ -119,6 +119,28 @@ check "pull from a store without ranges is byte-identical" cmp -s "$TMP/b/fbig.s
 whole=$(proxy_stats "$from" 'sum(1 for x in r if "/bundles/" in x["target"] and "range" not in x and x["status"] == 200)')
 check "pull from a store without ranges fetched the object whole ($whole)" test "$whole" -ge 1
 
+# an object whose ETag changes between two ranges is fetched whole
+proxy_control '{"faults": "etag", "share": 0.5, "pattern": "even", "methods": "GET", "match": "/bundles/"}'
+from=$(proxy_lines)
+sm vault pull fbig-v1.0 --output "$TMP/dl-etag" --no-progress
+expect "pull of an object whose ETag changes exits 0" 0
+check "pull of an object whose ETag changes is byte-identical" cmp -s "$TMP/b/fbig.skillmeat-pack" \
+  "$TMP/dl-etag/fbig-v1.0.skillmeat-pack"
+whole=$(proxy_stats "$from" 'sum(1 for x in r if "/bundles/" in x["target"] and "range" not in x and x["status"] == 200)')
+check "the changed ETag made the pull fetch the object whole ($whole)" test "$whole" -ge 1
+
+# a store that answers a range with 416 gets one whole GET, whose size is judged
+proxy_control '{"faults": "416", "share": 1, "methods": "GET", "match": "/bundles/"}'
+from=$(proxy_lines)
+sm vault pull fbig-v1.0 --output "$TMP/dl-416" --no-progress
+expect "pull after a 416 exits 0" 0
+check "pull after a 416 is byte-identical" cmp -s "$TMP/b/fbig.skillmeat-pack" \
+  "$TMP/dl-416/fbig-v1.0.skillmeat-pack"
+n416=$(proxy_stats "$from" 'sum(1 for x in r if x["status"] == 416)')
+whole=$(proxy_stats "$from" 'sum(1 for x in r if "/bundles/" in x["target"] and "range" not in x and x["status"] == 200)')
+check "the store answered 416 ($n416) and the object came whole ($whole)" \
+  test "$n416" -ge 1 -a "$whole" -eq 1
+
 # --- Retry-After is honoured ---
 
 proxy_control '{"faults": "503-retry", "share": 0.5, "methods": "", "match": ""}'

@@ -24,6 +24,11 @@ can count requests and body bytes and damage whole requests:
   no-range    forward the request without its Range and If-Range headers, so
               the server sends the whole object, as a store without range
               support would
+  etag        forward the request, then send the response with another ETag,
+              as a store would after the object was replaced
+  416         respond 416 Range Not Satisfiable to a request with a Range
+              header, as a store would for an object shorter than the
+              range; other requests are forwarded
 
 Requests that pass the --methods and --match filters are numbered 1, 2, ...
 over all connections (from 1 again whenever the control file changes). With
@@ -61,7 +66,7 @@ import threading
 import time
 
 FAULT_KINDS = ("reset", "stall", "503", "503-retry", "cut", "grow", "list-loop",
-               "list-dup", "no-range")
+               "list-dup", "no-range", "etag", "416")
 GROW_BYTES = 1024 * 1024
 CHUNK = 65536
 MAX_HEAD = 65536
@@ -437,6 +442,14 @@ class Connection(threading.Thread):
             record["status"] = 503
             record["down"] = len(SLOWDOWN)
             return keep
+        if fault == "416" and header(headers, "Range"):
+            record["up"] = copy_body(reader, framing, length, None)
+            client.sendall(build_head("HTTP/1.1 416 Requested Range Not Satisfiable",
+                                      [("Content-Length", "0")]))
+            record["status"] = 416
+            record["down"] = 0
+            return True
+
         if fault == "list-loop":
             record["up"] = copy_body(reader, framing, length, None)
             client.sendall(build_head("HTTP/1.1 200 OK",
@@ -506,6 +519,12 @@ class Connection(threading.Thread):
                      for k, v in rheaders]
             client.sendall(build_head(rstart, grown) + body)
             record["down"] = len(body)
+            return not closes
+
+        if fault == "etag":
+            changed = [(k, '"replaced-object"' if k.lower() == "etag" else v) for k, v in rheaders]
+            client.sendall(build_head(rstart, changed))
+            record["down"] = copy_body(self.server_reader, rframing, rlength, client.sendall)
             return not closes
 
         client.sendall(rhead)
