@@ -96,7 +96,7 @@ int sm_record_list_append(sm_record_list *list, sm_record *record);
 /**
  * Decides a push of `record` onto an id the vault already stores. `old`
  * is the stored record (NULL when unknown); this function frees it.
- * `identical` says whether the stored bytes equal the pushed ones; then
+ * `identical` is 1 when the stored bytes equal the pushed ones. Then
  * `record` takes the stored uploaded_at and vault_path, so the caller
  * reports what is in the vault. Returns 0 when the push is a no-op
  * (identical) or may replace the bundle (`force`), else SM_EEXISTS with a

@@ -990,8 +990,8 @@ static int sftp_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **
 		/*
 		 * NOTE: this retry is the only place that writes `fd` again. It
 		 * truncates it to 0 bytes first, after a --force push replaced
-		 * the bundle while it was read. The pull watch sees the write at
-		 * offset 0 and makes the library read the file again.
+		 * the bundle while it was read. The pull watch flags the write at
+		 * offset 0, so the library reads the file again.
 		 */
 		if (attempt && (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0))
 			return sm_error_set_errno(SM_EIO, errno, "cannot rewind the output file");

@@ -85,7 +85,7 @@ check "no stray objects under the prefix" test "$(s3_keys flaky/ | grep -cv -e '
 # --- a cut download resumes with a Range request ---
 
 # fbig (22 MiB) is at least two part sizes, so it is pulled as byte ranges
-# of part_size, several in flight; each cut range resumes by itself.
+# of part_size with several in flight. Each cut range resumes by itself.
 
 proxy_control '{"faults": "cut", "share": 0.5, "methods": "GET", "match": "/bundles/"}'
 from=$(proxy_lines)
@@ -129,7 +129,7 @@ check "pull of an object whose ETag changes is byte-identical" cmp -s "$TMP/b/fb
 whole=$(proxy_stats "$from" 'sum(1 for x in r if "/bundles/" in x["target"] and "range" not in x and x["status"] == 200)')
 check "the changed ETag made the pull fetch the object whole ($whole)" test "$whole" -ge 1
 
-# a store that answers a range with 416 gets one whole GET, whose size is judged
+# after a 416 response to a range, the pull sends one whole GET and checks its size
 proxy_control '{"faults": "416", "share": 1, "methods": "GET", "match": "/bundles/"}'
 from=$(proxy_lines)
 sm vault pull fbig-v1.0 --output "$TMP/dl-416" --no-progress

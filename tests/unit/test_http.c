@@ -465,7 +465,7 @@ static void resume_capped_across_attempts(void **state)
 
 static void restart_with_shorter_body_truncates(void **state)
 {
-	/* 8 bytes of the first body, then a shorter whole body in answer to the Range request */
+	/* 8 bytes of the first body, then a shorter whole body as the response to the Range request */
 	server srv = { .responses = {
 			       "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 10\r\n\r\nabcdefgh",
 			       "HTTP/1.1 200 OK\r\nETag: \"v2\"\r\nContent-Length: 3\r\n\r\n012" },

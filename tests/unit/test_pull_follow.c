@@ -230,7 +230,7 @@ static void tampered_file_fails_with_or_without_follower(void **state)
 	(void)state;
 	data[first_data_offset(data) + 20] ^= 0x01;
 	write_all(copy, data, len);
-	/* the follower saw the same damaged bytes as the file holds */
+	/* the follower reads the same damaged bytes as the file contains */
 	assert_int_equal(follow_and_verify(data, len, 4096, copy, &reused, sha), SM_EINTEGRITY);
 	assert_int_equal(follow_and_verify(data, 0, 1, copy, &reused, sha), SM_EINTEGRITY);
 	unlink(copy);
@@ -239,10 +239,9 @@ static void tampered_file_fails_with_or_without_follower(void **state)
 }
 
 /*
- * Damages a copy of the bundle in many ways (one changed byte at a
- * pseudo-random offset, or the file cut short) and feeds the same bytes to
- * a follower: the followed verification must reach the same verdict as
- * reading the file alone.
+ * Damages copies of the bundle: one changed byte at a pseudo-random
+ * offset, or the file cut short. The same bytes go to a follower, and the
+ * followed verification must reach the verdict of the plain one.
  */
 static void followed_verdict_matches_plain_verdict(void **state)
 {

@@ -2,16 +2,16 @@
  * Verifying a bundle while it arrives.
  *
  * A follower is fed an archive's bytes in order, as a download writes
- * them. It hashes the whole stream with SHA-256 and, as far as the local
- * headers allow, inflates each entry and hashes it the way an artifact
- * hash does (each file's relative path, then its bytes), grouping the
- * entries by the "artifacts/<type>/<name>/" folder they sit in.
+ * them, and hashes the whole stream with SHA-256. As far as the local
+ * headers allow, it also inflates each entry and hashes it the way an
+ * artifact hash does: each file's relative path, then its bytes. Entries
+ * are grouped by their "artifacts/<type>/<name>/" folder.
  *
  * Nothing the follower computes is trusted on its own. Once the file is
  * complete, sm_bundle_verify_followed() opens it the normal way and takes
  * a followed artifact hash only where every entry of the artifact matches
  * the central directory (offset, name, method, sizes) in the manifest's
- * order; any other artifact is read again from the file. The caller must
+ * order. Any other artifact is read again from the file. The caller must
  * also make sure the bytes fed are the bytes of the final file (for
  * example by checking the stream's SHA-256 against a trusted value).
  */
@@ -43,11 +43,11 @@ uint64_t sm_zip_follower_fed(const sm_zip_follower *f);
 struct sm_zip_entry;
 
 /*
- * For bundle.c: when the follower hashed the artifact folder `prefix` over
- * exactly the `n` entries dir[indexes[0]], ..., dir[indexes[n - 1]] in that
- * order, with the same offsets, names, methods and sizes, and each entry's
- * data ended inside its span, copies the artifact hash to `digest` and
- * returns 1. Returns 0 otherwise.
+ * Copies the followed hash of artifact folder `prefix` to `digest` and
+ * returns 1, for bundle.c. That needs the follower to have hashed exactly
+ * the `n` entries dir[indexes[0]] to dir[indexes[n - 1]], in that order,
+ * with the same offsets, names, methods and sizes, each entry's data
+ * ending inside its span. Returns 0 otherwise.
  */
 int sm_zip_follower_artifact(const sm_zip_follower *f, const char *prefix,
 			     const struct sm_zip_entry *dir, const size_t *indexes, size_t n,

@@ -99,7 +99,7 @@ struct sm_http_request {
 	uint64_t range_len;
 	int resume;                /* after a broken transfer, continue with Range */
 	EVP_MD_CTX *response_sha;  /* a digest updated in order with the bytes written */
-	struct sm_pull_watch *watch; /* told of every write to response_fd (vault/pull_watch.h) */
+	struct sm_pull_watch *watch; /* receives every write to response_fd (vault/pull_watch.h) */
 
 	sm_http_prepare_fn prepare;
 	sm_http_retryable_fn retryable;
@@ -132,7 +132,7 @@ struct sm_http_request {
 	char range[64];
 	int range_checked;
 	int over_max;              /* the body went past response_max */
-	int bad_range;             /* the server answered a Range request wrongly */
+	int bad_range;             /* the server broke the Range protocol in its response */
 	char if_range[160];        /* "If-Range: <ETag>" of the first response, for resuming */
 };
 

@@ -63,7 +63,7 @@ typedef struct http_get {
 	sm_buf *body;               /* memory target, or NULL */
 	int fd;                     /* file target when body is NULL */
 	EVP_MD_CTX *sha;            /* digest of what goes to fd, or NULL */
-	sm_pull_watch *watch;       /* told of what goes to fd, or NULL */
+	sm_pull_watch *watch;       /* receives the writes to fd, or NULL */
 	uint64_t total;             /* expected size, for progress */
 	const char *if_none_match;  /* ETag to revalidate, or NULL */
 

@@ -45,7 +45,7 @@ static uint64_t readable(sm_pull_follow *pf, int complete)
 {
 	struct stat st;
 
-	if (!complete && atomic_load(&pf->watch->taken))
+	if (!complete && atomic_load(&pf->watch->connector_reports))
 		return atomic_load_explicit(&pf->watch->ready, memory_order_acquire);
 	if (fstat(pf->fd, &st) != 0)
 		return 0;

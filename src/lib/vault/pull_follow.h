@@ -18,10 +18,10 @@ int sm_pull_follow_start(sm_pull_follow **out, int fd, sm_pull_watch *watch);
 
 /*
  * Stops following. With `complete` set (the connector wrote the whole
- * file), reads what is left and returns the finished follower with
- * `*sha256` set to the hex SHA-256 of the bytes it read, or NULL when the
- * bytes it read cannot stand for the file (a read failed, the sizes
- * differ). Without `complete`, returns NULL at once.
+ * file), reads what is left and returns the finished follower, with
+ * `*sha256` set to the hex SHA-256 of the bytes it read. Returns NULL when
+ * those bytes may differ from the file (a read failed, or the sizes
+ * differ), and at once without `complete`.
  */
 const sm_zip_follower *sm_pull_follow_finish(sm_pull_follow *pf, int complete,
 					     const char **sha256);

@@ -17,7 +17,7 @@
 struct sm_pull_watch {
 	_Atomic uint64_t ready;   /* bytes from offset 0 that are final */
 	atomic_int rewritten;     /* bytes below `ready` were written again */
-	atomic_int taken;         /* the connector reports through this watch */
+	atomic_int connector_reports; /* the connector took the watch and reports its writes */
 };
 
 /* Sets the watch sm_pull_watch_take() returns in this thread (NULL clears it). */

@@ -408,8 +408,6 @@ int s3_pull(sm_vault *self, const char *bundle_id, int fd, sm_record **out)
 	if (whole) {
 		if ((rc = pull_whole(sv, record, key, fd, &hash, &written)) != 0)
 			goto done;
-		/* http.c cannot extend `ready` with a write that starts below it */
-		sm_pull_watch_advance(hash.watch, written);
 	}
 
 	if (hash.sha) {

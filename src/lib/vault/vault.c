@@ -499,7 +499,7 @@ void sm_pull_watch_set(sm_pull_watch *watch)
 sm_pull_watch *sm_pull_watch_take(void)
 {
 	if (current_watch)
-		atomic_store(&current_watch->taken, 1);
+		atomic_store(&current_watch->connector_reports, 1);
 	return current_watch;
 }
 
@@ -541,7 +541,7 @@ static int check_download(const sm_record *record, const char *path, const sm_pu
 	const char *actual = followed_sha;
 	int rc;
 
-	if (!atomic_load(&watch->taken)) {
+	if (!atomic_load(&watch->connector_reports)) {
 		if (!expected || !followed_sha || strcasecmp(followed_sha, expected) != 0)
 			*followed = NULL;
 		return 0;
